@@ -1,0 +1,156 @@
+"""Window geometry shared by every convolution and pooling op.
+
+One place defines how kernel sizes, strides, dilations and paddings are
+normalised, how big an output is, and how the sliding windows of an input are
+laid out in memory. Every layer calls these helpers; none re-derives them.
+
+Shape of a window view (what ``sliding_windows`` returns):
+    x_padded: (N, C, H + PT + PB, W + PL + PR)
+    windows:  (N, C, H_out, W_out, KH, KW)
+    windows[n, c, i, j, p, q] = x_padded[n, c, i*SH + p*DH, j*SW + q*DW]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+IntPair = int | tuple[int, int]
+Padding = int | tuple[int, int] | str
+
+__all__ = [
+    "pair",
+    "normalize_padding",
+    "output_size",
+    "conv_geometry",
+    "pad_spatial",
+    "sliding_windows",
+]
+
+
+def pair(value: IntPair, name: str, owner: str = "", minimum: int = 1) -> tuple[int, int]:
+    """Turn ``value`` (an int or a pair of ints) into ``(height, width)``.
+
+    Raises ``ValueError``/``TypeError`` naming ``owner`` and ``name`` when a value
+    is not an integer or is below ``minimum``.
+    """
+    prefix = f"{owner}: " if owner else ""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        values = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        values = tuple(value)
+        for v in values:
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                raise TypeError(f"{prefix}{name} must be an int or a pair of ints, got {value!r}")
+        values = (int(values[0]), int(values[1]))
+    else:
+        raise TypeError(f"{prefix}{name} must be an int or a pair of ints, got {value!r}")
+    if min(values) < minimum:
+        raise ValueError(f"{prefix}{name} must be >= {minimum}, got {value!r}")
+    return values
+
+
+def normalize_padding(
+    padding: Padding,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    input_hw: tuple[int, int] | None = None,
+    owner: str = "",
+) -> tuple[int, int, int, int]:
+    """Return the padding as ``(top, bottom, left, right)``.
+
+    ``padding`` is an int, a pair ``(ph, pw)``, ``"valid"`` (no padding) or
+    ``"same"``. ``"same"`` pads so that ``H_out = ceil(H / S)``; with stride 1
+    that is ``H_out = H`` and the padding is ``DH*(KH-1)`` split as PyTorch splits
+    it (the odd extra row or column goes to the bottom/right). With stride > 1
+    the amount depends on the input size, so ``input_hw`` is needed.
+    """
+    prefix = f"{owner}: " if owner else ""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode != "same":
+            raise ValueError(f"{prefix}padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        pads = []
+        for axis in range(2):
+            span = dilation[axis] * (kernel_size[axis] - 1) + 1
+            if stride[axis] == 1:
+                total = span - 1
+            else:
+                if input_hw is None:
+                    raise ValueError(f"{prefix}padding='same' with stride > 1 needs the input size")
+                size = input_hw[axis]
+                out = -(-size // stride[axis])
+                total = max((out - 1) * stride[axis] + span - size, 0)
+            pads.extend([total // 2, total - total // 2])
+        return (pads[0], pads[1], pads[2], pads[3])
+    ph, pw = pair(padding, "padding", owner, minimum=0)
+    return (ph, ph, pw, pw)
+
+
+def output_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:
+    """``floor((size + pad_total - dilation*(kernel-1) - 1) / stride) + 1``."""
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv_geometry(
+    input_hw: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: Padding,
+    dilation: tuple[int, int],
+    owner: str = "",
+    input_shape: tuple[int, ...] | None = None,
+) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """Resolve the padding and the output size of a sliding-window op.
+
+    Returns ``((top, bottom, left, right), (H_out, W_out))``. Raises
+    ``ValueError`` naming ``owner``, the input shape and the parameters when the
+    output would be empty.
+    """
+    pads = normalize_padding(padding, kernel_size, stride, dilation, input_hw, owner)
+    h_out = output_size(input_hw[0], kernel_size[0], stride[0], pads[0] + pads[1], dilation[0])
+    w_out = output_size(input_hw[1], kernel_size[1], stride[1], pads[2] + pads[3], dilation[1])
+    if h_out < 1 or w_out < 1:
+        shape = input_shape if input_shape is not None else input_hw
+        raise ValueError(
+            f"{owner or 'window op'}: input of shape {tuple(shape)} is too small for "
+            f"kernel_size={kernel_size}, stride={stride}, padding={padding!r}, "
+            f"dilation={dilation}: output size would be ({h_out}, {w_out})"
+        )
+    return pads, (h_out, w_out)
+
+
+def pad_spatial(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
+    """Pad the last two axes of ``x`` by ``(top, bottom, left, right)``.
+
+    Returns ``x`` itself when no padding is needed (no copy).
+    """
+    top, bottom, left, right = pads
+    if top == bottom == left == right == 0:
+        return x
+    n, c, h, w = x.shape
+    x_padded = np.full((n, c, h + top + bottom, w + left + right), value, dtype=x.dtype)
+    x_padded[:, :, top : top + h, left : left + w] = x
+    return x_padded
+
+
+def sliding_windows(
+    x_padded: np.ndarray,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """A read-only strided view of every window of ``x_padded``; no copy.
+
+    Shape:
+        x_padded: (N, C, Hp, Wp)
+        returns:  (N, C, H_out, W_out, KH, KW)
+    """
+    sn, sc, sh, sw = x_padded.strides
+    n, c = x_padded.shape[:2]
+    shape = (n, c, out_hw[0], out_hw[1], kernel_size[0], kernel_size[1])
+    strides = (sn, sc, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1])
+    return np.lib.stride_tricks.as_strided(x_padded, shape, strides, writeable=False)

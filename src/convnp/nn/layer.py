@@ -1,0 +1,168 @@
+"""The layer base class: ``build`` from a per-sample shape, then ``forward``/``backward``.
+
+A layer is built once from the per-sample shape of its input (Keras's split of
+``build`` and the computation): that is when in-channels and in-features are
+inferred and parameters are drawn. ``forward`` keeps what ``backward`` needs in
+``self.cache``; ``backward`` fills ``Parameter.grad`` and returns the input
+gradient. Calling ``forward`` on an unbuilt layer builds it from the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from convnp.nn.parameter import Parameter
+
+LAYER_REGISTRY: dict[str, type[Layer]] = {}
+
+
+def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """Accept a Generator, a seed or None (fresh entropy) and return a Generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+class Layer:
+    """Base class of every layer.
+
+    Subclasses set ``param_names`` (attributes holding a ``Parameter`` or None)
+    and ``buffer_names`` (attributes holding non-trainable arrays such as
+    running statistics), implement ``_build(input_shape, rng) -> output_shape``,
+    ``forward`` and ``backward``, and ``get_config`` (constructor arguments, for
+    saving the architecture as JSON).
+    """
+
+    param_names: tuple[str, ...] = ()
+    buffer_names: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        LAYER_REGISTRY[cls.__name__] = cls
+
+    def __init__(self) -> None:
+        self.input_shape: tuple[int, ...] | None = None
+        self.output_shape: tuple[int, ...] | None = None
+        self.dtype = np.dtype(np.float32)
+        self.built = False
+        self.cache = None
+
+    # ----------------------------------------------------------------- build
+    def build(
+        self,
+        input_shape: tuple[int, ...],
+        dtype: np.dtype | str | None = None,
+        rng: np.random.Generator | int | None = None,
+    ) -> tuple[int, ...]:
+        """Create the parameters for inputs of per-sample shape ``input_shape``.
+
+        Returns the per-sample output shape. Raises ``ValueError`` naming the
+        layer when the shape does not fit it.
+        """
+        try:
+            input_shape = tuple(int(d) for d in input_shape)
+        except TypeError as error:
+            raise TypeError(f"{self.name}: input_shape must be a tuple of ints, got {input_shape!r}") from error
+        if any(d < 1 for d in input_shape):
+            raise ValueError(f"{self.name}: input_shape must be positive, got {input_shape}")
+        if dtype is not None:
+            self.dtype = np.dtype(dtype)
+        if not np.issubdtype(self.dtype, np.floating):
+            raise TypeError(f"{self.name}: dtype must be a float type, got {self.dtype}")
+        output_shape = tuple(int(d) for d in self._build(input_shape, as_generator(rng)))
+        self.input_shape, self.output_shape, self.built = input_shape, output_shape, True
+        return output_shape
+
+    def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        return input_shape
+
+    # ------------------------------------------------------------- computing
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.forward(x, training=training)
+
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        """Validate a batch against the built input shape (building on first use).
+
+        Raises ``TypeError`` for non-float input or a dtype other than the
+        parameters', ``ValueError`` naming the layer and the expected vs actual
+        shape otherwise.
+        """
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(
+                f"{self.name}: expected a floating-point input, got dtype {x.dtype} "
+                "(convert integer images with x.astype('float32') / 255)"
+            )
+        if not self.built:
+            if x.ndim < 1:
+                raise ValueError(f"{self.name}: expected a batch of inputs, got a scalar")
+            self.build(x.shape[1:], dtype=x.dtype if not self.param_names else None)
+        expected = (-1, *self.input_shape)
+        if x.ndim != len(expected) or x.shape[1:] != self.input_shape:
+            raise ValueError(
+                f"{self.name}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"got {x.shape}"
+            )
+        if self.param_names and x.dtype != self.dtype:
+            raise TypeError(
+                f"{self.name}: input dtype {x.dtype} does not match the layer's dtype {self.dtype} "
+                "(cast the input, or the layer with astype)"
+            )
+        return x
+
+    def check_grad(self, dout: np.ndarray) -> np.ndarray:
+        if self.cache is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        return dout
+
+    # ------------------------------------------------------------ parameters
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for attr in self.param_names:
+            param = getattr(self, attr, None)
+            if param is not None:
+                yield attr, param
+
+    def parameters(self) -> list[Parameter]:
+        return [param for _, param in self.named_parameters()]
+
+    def named_buffers(self) -> Iterator[tuple[str, np.ndarray]]:
+        for attr in self.buffer_names:
+            buffer = getattr(self, attr, None)
+            if buffer is not None:
+                yield attr, buffer
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def astype(self, dtype) -> Layer:
+        """Cast parameters and buffers in place; returns the layer."""
+        self.dtype = np.dtype(dtype)
+        for _, param in self.named_parameters():
+            param.data = param.data.astype(self.dtype)
+            param.grad = None if param.grad is None else param.grad.astype(self.dtype)
+        for attr, buffer in self.named_buffers():
+            setattr(self, attr, buffer.astype(self.dtype))
+        self.cache = None
+        return self
+
+    # --------------------------------------------------------------- naming
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def get_config(self) -> dict:
+        """Constructor arguments as JSON-compatible values."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
