@@ -157,7 +157,8 @@ class Layer:
     # --------------------------------------------------------------- naming
     @property
     def name(self) -> str:
-        return type(self).__name__
+        """The class name, with the position in its model once it is in one."""
+        return getattr(self, "_label", None) or type(self).__name__
 
     def get_config(self) -> dict:
         """Constructor arguments as JSON-compatible values."""

@@ -1,0 +1,168 @@
+"""Max, average and global-average pooling over the last two axes.
+
+Max pooling:
+    out[n, c, i, j] = max over p < KH, q < KW of x_padded[n, c, i*SH + p, j*SW + q]
+    (padding is -inf, so it is never the maximum)
+    dx[n, c, h, w] = sum over the windows (i, j) whose chosen maximum is (h, w) of dout[n, c, i, j]
+
+Where several entries of a window tie for the maximum, the whole gradient goes
+to the first of them in row-major order (PyTorch's rule); the gradient is never
+split or duplicated. Overlapping windows (stride < kernel) can choose the same
+input, so the backward pass accumulates.
+
+Average pooling (zero padding counts in the average, PyTorch's default):
+    out[n, c, i, j] = (1 / (KH*KW)) * sum over p, q of x_padded[n, c, i*SH + p, j*SW + q]
+    dx = col2im of dout / (KH*KW) spread over every window position
+
+Global average pooling:
+    out[n, c] = mean over h, w of x[n, c, h, w];  dx[n, c, h, w] = dout[n, c] / (H*W)
+
+Shape:
+    x: (N, C, H, W)
+    out: (N, C, H_out, W_out), H_out = floor((H + PT + PB - KH) / SH) + 1; (N, C) for global pooling
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_spatial, pair, sliding_windows
+
+__all__ = [
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "global_avg_pool2d_forward",
+    "global_avg_pool2d_backward",
+    "PoolCache",
+]
+
+_NO_DILATION = (1, 1)
+
+
+@dataclass
+class PoolCache:
+    """What a pooling backward pass needs."""
+
+    x_shape: tuple[int, int, int, int]
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    out_hw: tuple[int, int]
+    dtype: np.dtype
+    argmax: np.ndarray | None = None  # (N, C, H_out, W_out): flat offset p*KW + q of each window's max
+
+
+def _pool_geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, padding: Padding, op: str):
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise ValueError(f"{op}: expected x of shape (N, C, H, W), got {np.shape(x)}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{op}: expected a floating-point x, got dtype {x.dtype}")
+    kernel = pair(kernel_size, "kernel_size", op)
+    stride = kernel if stride is None else pair(stride, "stride", op)
+    pads, out_hw = conv_geometry(x.shape[2:], kernel, stride, padding, _NO_DILATION, op, x.shape)
+    # A window made only of padding would have no input to pool (PyTorch's rule).
+    if max(pads[0], pads[1]) > kernel[0] // 2 or max(pads[2], pads[3]) > kernel[1] // 2:
+        raise ValueError(f"{op}: padding {padding!r} must be at most half the kernel size {kernel}")
+    return kernel, stride, pads, out_hw
+
+
+def _scatter_windows(
+    window_grads, x_shape: tuple[int, int, int, int], cache: PoolCache
+) -> np.ndarray:
+    """Add per-window-offset gradients back onto the (padded) input, then crop.
+
+    ``window_grads(p, q)`` returns the (N, C, H_out, W_out) gradient that flows
+    to kernel offset (p, q) of every window. One strided slice-add per offset.
+    """
+    n, channels, height, width = x_shape
+    top, bottom, left, right = cache.pads
+    (kh, kw), (sh, sw), (h_out, w_out) = cache.kernel_size, cache.stride, cache.out_hw
+    dx_padded = np.zeros((n, channels, height + top + bottom, width + left + right), dtype=cache.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            dx_padded[:, :, p : p + sh * (h_out - 1) + 1 : sh, q : q + sw * (w_out - 1) + 1 : sw] += window_grads(p, q)
+    return np.ascontiguousarray(dx_padded[:, :, top : top + height, left : left + width])
+
+
+def max_pool2d_forward(
+    x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
+) -> tuple[np.ndarray, PoolCache]:
+    """Maximum of every window; ``stride`` defaults to ``kernel_size``.
+
+    Returns ``(out, cache)``; out is (N, C, H_out, W_out).
+    """
+    kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
+    x_padded = pad_spatial(x, pads, value=-np.inf)
+    windows = sliding_windows(x_padded, kernel, stride, _NO_DILATION, out_hw)  # (N, C, Ho, Wo, KH, KW)
+    window_values = windows.reshape(*windows.shape[:4], kernel[0] * kernel[1])  # (N, C, Ho, Wo, KH*KW)
+    # argmax returns the first maximum in row-major window order: PyTorch's tie rule.
+    argmax = window_values.argmax(axis=-1)
+    out = np.take_along_axis(window_values, argmax[..., None], axis=-1)[..., 0]
+    cache = PoolCache(x.shape, kernel, stride, pads, out_hw, x.dtype, argmax.astype(np.int32))
+    return out, cache
+
+
+def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """Route each window's gradient to the input its maximum came from.
+
+    Shape: dout (N, C, H_out, W_out) -> dx (N, C, H, W).
+    """
+    _check_dout(dout, cache, "max_pool2d_backward")
+    kw = cache.kernel_size[1]
+    zero = dout.dtype.type(0)
+    return _scatter_windows(lambda p, q: np.where(cache.argmax == p * kw + q, dout, zero), cache.x_shape, cache)
+
+
+def avg_pool2d_forward(
+    x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
+) -> tuple[np.ndarray, PoolCache]:
+    """Mean of every window, zero padding included in the count.
+
+    Returns ``(out, cache)``; out is (N, C, H_out, W_out).
+    """
+    kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "avg_pool2d")
+    x_padded = pad_spatial(x, pads)
+    windows = sliding_windows(x_padded, kernel, stride, _NO_DILATION, out_hw)  # (N, C, Ho, Wo, KH, KW)
+    out = windows.mean(axis=(4, 5), dtype=x.dtype)
+    cache = PoolCache(x.shape, kernel, stride, pads, out_hw, x.dtype)
+    return out, cache
+
+
+def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """Every input in a window receives dout / (KH*KW) from that window.
+
+    Shape: dout (N, C, H_out, W_out) -> dx (N, C, H, W).
+    """
+    _check_dout(dout, cache, "avg_pool2d_backward")
+    kh, kw = cache.kernel_size
+    dout_share = dout / dout.dtype.type(kh * kw)
+    return _scatter_windows(lambda p, q: dout_share, cache.x_shape, cache)
+
+
+def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Mean over the spatial axes. Shape: x (N, C, H, W) -> out (N, C)."""
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise ValueError(f"global_avg_pool2d: expected x of shape (N, C, H, W), got {np.shape(x)}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"global_avg_pool2d: expected a floating-point x, got dtype {x.dtype}")
+    return x.mean(axis=(2, 3)), x.shape
+
+
+def global_avg_pool2d_backward(dout: np.ndarray, cache: tuple[int, int, int, int]) -> np.ndarray:
+    """Spread dout evenly over the spatial axes. Shape: dout (N, C) -> dx (N, C, H, W)."""
+    n, channels, height, width = cache
+    if dout.shape != (n, channels):
+        raise ValueError(f"global_avg_pool2d_backward: expected dout of shape {(n, channels)}, got {dout.shape}")
+    dx = np.empty(cache, dtype=dout.dtype)
+    dx[...] = (dout / dout.dtype.type(height * width))[:, :, None, None]
+    return dx
+
+
+def _check_dout(dout: np.ndarray, cache: PoolCache, op: str) -> None:
+    expected = (*cache.x_shape[:2], *cache.out_hw)
+    if dout.shape != expected:
+        raise ValueError(f"{op}: expected dout of shape {expected}, got {dout.shape}")

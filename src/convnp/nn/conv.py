@@ -1,0 +1,127 @@
+"""The Conv2D layer: parameters around ``convnp.functional.conv2d_*``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convnp.functional.conv import conv2d_backward, conv2d_forward
+from convnp.functional.geometry import IntPair, Padding, conv_geometry, normalize_padding, pair
+from convnp.nn.activations import activation_config, get_activation
+from convnp.nn.init import Initializer, initialize
+from convnp.nn.layer import Layer
+from convnp.nn.parameter import Parameter
+
+
+class Conv2D(Layer):
+    """2-D convolution with ``out_channels`` filters, optionally followed by an activation.
+
+    The math lives in ``convnp/functional/conv.py``. ``in_channels`` is inferred
+    from the input shape at build time unless given.
+
+    Shape:
+        input: (N, C, H, W)
+        weight: (out_channels, C // groups, KH, KW); bias: (out_channels,)
+        output: (N, out_channels, H_out, W_out),
+            H_out = floor((H + PT + PB - DH*(KH-1) - 1) / SH) + 1
+    """
+
+    param_names = ("weight", "bias")
+
+    def __init__(
+        self,
+        out_channels: int,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: Padding = 0,
+        dilation: IntPair = 1,
+        groups: int = 1,
+        use_bias: bool = True,
+        activation=None,
+        init: Initializer = "he",
+        in_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(out_channels, (int, np.integer)) or out_channels < 1:
+            raise ValueError(f"Conv2D: out_channels must be a positive int, got {out_channels!r}")
+        if not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"Conv2D: groups must be a positive int, got {groups!r}")
+        if out_channels % groups:
+            raise ValueError(f"Conv2D: out_channels={out_channels} must be divisible by groups={groups}")
+        if in_channels is not None and (not isinstance(in_channels, (int, np.integer)) or in_channels < 1):
+            raise ValueError(f"Conv2D: in_channels must be a positive int, got {in_channels!r}")
+        self.out_channels = int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2D")
+        self.stride = pair(stride, "stride", "Conv2D")
+        self.dilation = pair(dilation, "dilation", "Conv2D")
+        # Validates the padding argument now; "same" with stride > 1 is resolved at build.
+        if not (isinstance(padding, str) and padding.lower() == "same"):
+            normalize_padding(padding, self.kernel_size, self.stride, self.dilation, owner="Conv2D")
+        self.padding = padding if isinstance(padding, str) else (
+            padding if isinstance(padding, (int, np.integer)) else tuple(padding)
+        )
+        self.groups = int(groups)
+        self.use_bias = bool(use_bias)
+        self.activation = get_activation(activation)
+        self.init = init
+        self.in_channels = None if in_channels is None else int(in_channels)
+        self.weight: Parameter | None = None
+        self.bias: Parameter | None = None
+
+    def _build(self, input_shape, rng):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: expected a per-sample input shape (C, H, W), got {input_shape}")
+        channels, height, width = input_shape
+        if self.in_channels is not None and channels != self.in_channels:
+            raise ValueError(f"{self.name}: expected {self.in_channels} input channels, got input shape {input_shape}")
+        if channels % self.groups:
+            raise ValueError(f"{self.name}: {channels} input channels are not divisible by groups={self.groups}")
+        self.in_channels = channels
+        _, (h_out, w_out) = conv_geometry(
+            (height, width), self.kernel_size, self.stride, self.padding, self.dilation, self.name, input_shape
+        )
+        weight_shape = (self.out_channels, channels // self.groups, *self.kernel_size)
+        self.weight = Parameter(initialize(self.init, weight_shape, rng, self.dtype, self.name), "weight")
+        self.bias = Parameter(np.zeros(self.out_channels, dtype=self.dtype), "bias") if self.use_bias else None
+        output_shape = (self.out_channels, h_out, w_out)
+        if self.activation is not None:
+            output_shape = self.activation.build(output_shape, self.dtype)
+        return output_shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self.check_input(x)
+        out, self.cache = conv2d_forward(
+            x,
+            self.weight.data,
+            None if self.bias is None else self.bias.data,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
+        if self.activation is not None:
+            out = self.activation.forward(out, training)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dout = self.check_grad(dout)
+        if self.activation is not None:
+            dout = self.activation.backward(dout)
+        dx, dweight, dbias = conv2d_backward(dout, self.cache)
+        self.weight.grad = dweight
+        if self.bias is not None:
+            self.bias.grad = dbias
+        return dx
+
+    def get_config(self) -> dict:
+        return {
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding) if isinstance(self.padding, tuple) else self.padding,
+            "dilation": list(self.dilation),
+            "groups": self.groups,
+            "use_bias": self.use_bias,
+            "activation": activation_config(self.activation),
+            "init": self.init if isinstance(self.init, str) else "he",
+            "in_channels": self.in_channels,
+        }

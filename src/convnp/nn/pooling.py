@@ -1,0 +1,87 @@
+"""Pooling layers around ``convnp.functional.pooling``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convnp.functional.geometry import IntPair, Padding, conv_geometry, normalize_padding, pair
+from convnp.functional.pooling import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from convnp.nn.layer import Layer
+
+
+class _Pool2D(Layer):
+    """Shared construction and shape logic of the windowed pools."""
+
+    _forward = staticmethod(max_pool2d_forward)
+    _backward = staticmethod(max_pool2d_backward)
+
+    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0) -> None:
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "kernel_size", self.name)
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", self.name)
+        if not isinstance(padding, str):
+            padding = padding if isinstance(padding, (int, np.integer)) else tuple(padding)
+            pads = normalize_padding(padding, self.kernel_size, self.stride, (1, 1), owner=self.name)
+            if max(pads[:2]) > self.kernel_size[0] // 2 or max(pads[2:]) > self.kernel_size[1] // 2:
+                raise ValueError(f"{self.name}: padding {padding!r} must be at most half the kernel size {self.kernel_size}")
+        self.padding = padding
+
+    def _build(self, input_shape, rng):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: expected a per-sample input shape (C, H, W), got {input_shape}")
+        _, out_hw = conv_geometry(
+            input_shape[1:], self.kernel_size, self.stride, self.padding, (1, 1), self.name, input_shape
+        )
+        return (input_shape[0], *out_hw)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self.check_input(x)
+        out, self.cache = type(self)._forward(x, self.kernel_size, self.stride, self.padding)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return type(self)._backward(self.check_grad(dout), self.cache)
+
+    def get_config(self) -> dict:
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding) if isinstance(self.padding, tuple) else self.padding,
+        }
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling; ``stride`` defaults to ``kernel_size``. Shape: (N, C, H, W) -> (N, C, H_out, W_out)."""
+
+    _forward = staticmethod(max_pool2d_forward)
+    _backward = staticmethod(max_pool2d_backward)
+
+
+class AvgPool2D(_Pool2D):
+    """Average pooling (zero padding counted). Shape: (N, C, H, W) -> (N, C, H_out, W_out)."""
+
+    _forward = staticmethod(avg_pool2d_forward)
+    _backward = staticmethod(avg_pool2d_backward)
+
+
+class GlobalAvgPool2D(Layer):
+    """Mean over the spatial axes. Shape: (N, C, H, W) -> (N, C)."""
+
+    def _build(self, input_shape, rng):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: expected a per-sample input shape (C, H, W), got {input_shape}")
+        return (input_shape[0],)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        out, self.cache = global_avg_pool2d_forward(self.check_input(x))
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return global_avg_pool2d_backward(self.check_grad(dout), self.cache)

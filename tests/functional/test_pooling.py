@@ -1,0 +1,135 @@
+"""Max, average and global-average pooling: PyTorch, finite differences, ties, edge cases."""
+
+import numpy as np
+import pytest
+
+from convnp.functional.pooling import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from convnp.gradcheck import numerical_gradient, relative_error
+
+POOLS = {
+    "max": (max_pool2d_forward, max_pool2d_backward),
+    "avg": (avg_pool2d_forward, avg_pool2d_backward),
+}
+
+
+def random_pool_config(rng: np.random.Generator) -> dict:
+    kernel = tuple(int(k) for k in rng.integers(1, 5, size=2))
+    stride = tuple(int(s) for s in rng.integers(1, 4, size=2))  # often < kernel: overlapping windows
+    padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+    height = int(rng.integers(kernel[0], kernel[0] + 7))
+    width = int(rng.integers(kernel[1], kernel[1] + 7))
+    return {"shape": (int(rng.integers(1, 4)), int(rng.integers(1, 4)), height, width),
+            "kernel": kernel, "stride": stride, "padding": padding}
+
+
+CONFIGS = [random_pool_config(np.random.default_rng(seed)) for seed in range(40)]
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("config", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+def test_pooling_matches_torch(kind, config, ties):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(abs(hash((kind, str(config), ties))) % 2**32)
+    # Small integers make many windows hold several equal maxima.
+    x = rng.integers(0, 3, config["shape"]).astype(np.float64) if ties else rng.standard_normal(config["shape"])
+    forward, backward = POOLS[kind]
+    args = (config["kernel"], config["stride"], config["padding"])
+    out, cache = forward(x, *args)
+    dout = rng.standard_normal(out.shape)
+    dx = backward(dout, cache)
+
+    x_t = torch.tensor(x, requires_grad=True)
+    torch_op = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
+    out_t = torch_op(x_t, *args)
+    out_t.backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("seed", range(6))
+def test_pooling_finite_differences(kind, seed):
+    config = CONFIGS[seed]
+    rng = np.random.default_rng(seed)
+    # Distinct values far apart keep max-pool away from its kinks (ties).
+    x = rng.permutation(np.prod(config["shape"])).reshape(config["shape"]).astype(np.float64) * 0.1
+    forward, backward = POOLS[kind]
+    args = (config["kernel"], config["stride"], config["padding"])
+    out, cache = forward(x, *args)
+    r = rng.standard_normal(out.shape)
+    dx = backward(r, cache)
+    numeric = numerical_gradient(lambda: float(np.sum(forward(x, *args)[0] * r)), x)
+    assert relative_error(dx, numeric) < 1e-7
+
+
+def test_max_pool_tie_sends_the_whole_gradient_to_the_first_maximum():
+    x = np.array([[[[1.0, 3.0], [3.0, 3.0]]]])
+    out, cache = max_pool2d_forward(x, 2)
+    dx = max_pool2d_backward(np.array([[[[5.0]]]]), cache)
+    assert out[0, 0, 0, 0] == 3.0
+    np.testing.assert_array_equal(dx[0, 0], [[0.0, 5.0], [0.0, 0.0]])
+
+
+def test_overlapping_windows_accumulate_on_a_shared_maximum():
+    x = np.zeros((1, 1, 3, 3))
+    x[0, 0, 1, 1] = 9.0  # the maximum of all four 2x2 windows at stride 1
+    out, cache = max_pool2d_forward(x, 2, stride=1)
+    dx = max_pool2d_backward(np.ones_like(out), cache)
+    assert dx[0, 0, 1, 1] == 4.0 and dx.sum() == 4.0
+
+
+def test_max_pool_padding_is_never_the_maximum():
+    x = -np.ones((1, 1, 2, 2))
+    out, _ = max_pool2d_forward(x, 2, stride=2, padding=1)
+    np.testing.assert_array_equal(out, -np.ones((1, 1, 2, 2)))
+
+
+def test_avg_pool_counts_zero_padding():
+    x = np.ones((1, 1, 2, 2))
+    out, _ = avg_pool2d_forward(x, 2, stride=2, padding=1)
+    np.testing.assert_allclose(out, np.full((1, 1, 2, 2), 0.25))
+
+
+def test_global_avg_pool_forward_backward():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 4))
+    out, cache = global_avg_pool2d_forward(x)
+    np.testing.assert_allclose(out, x.mean(axis=(2, 3)))
+    r = rng.standard_normal(out.shape)
+    dx = global_avg_pool2d_backward(r, cache)
+    numeric = numerical_gradient(lambda: float(np.sum(global_avg_pool2d_forward(x)[0] * r)), x)
+    assert relative_error(dx, numeric) < 1e-7
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_float32_path(kind):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 7, 7))
+    forward, backward = POOLS[kind]
+    out64, cache64 = forward(x, 3, 2, 1)
+    out32, cache32 = forward(x.astype(np.float32), 3, 2, 1)
+    dout = rng.standard_normal(out64.shape)
+    dx32 = backward(dout.astype(np.float32), cache32)
+    assert out32.dtype == np.float32 and dx32.dtype == np.float32
+    assert relative_error(out32, out64) < 1e-4
+    assert relative_error(dx32, backward(dout, cache64)) < 1e-4
+    assert global_avg_pool2d_forward(x.astype(np.float32))[0].dtype == np.float32
+
+
+def test_pool_errors_name_the_op():
+    with pytest.raises(ValueError, match="max_pool2d.*at most half"):
+        max_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, padding=2)
+    with pytest.raises(ValueError, match="avg_pool2d.*too small"):
+        avg_pool2d_forward(np.zeros((1, 1, 2, 2)), 3)
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        max_pool2d_forward(np.zeros((4, 4)), 2)
+    with pytest.raises(TypeError, match="max_pool2d"):
+        max_pool2d_forward(np.zeros((1, 1, 4, 4), dtype=np.int64), 2)
