@@ -1,3 +1,19 @@
-"""convnp: convolutional neural networks from scratch in NumPy."""
+"""convnp: convolutional neural networks from scratch in NumPy.
+
+Every layer has an explicit forward and backward pass (``convnp.functional``),
+layers and models live in ``convnp.nn``, optimizers in ``convnp.optim``.
+"""
+
+from convnp import callbacks, functional, nn, optim
+from convnp import functional as F  # noqa: N812
+from convnp.gradcheck import gradcheck, numerical_gradient
+from convnp.nn import Sequential
+from convnp.serialization import load
+from convnp.training import History
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "F", "functional", "nn", "optim", "callbacks", "Sequential", "History",
+    "load", "gradcheck", "numerical_gradient", "__version__",
+]  # fmt: skip

@@ -1,0 +1,65 @@
+"""Stateless ops: each a ``X_forward(...) -> (out, cache)`` / ``X_backward(dout, cache)`` pair.
+
+Also available as ``convnp.F``. The loop-based references are in
+``convnp.functional.naive``.
+"""
+
+from convnp.functional import naive
+from convnp.functional.activations import (
+    elu_backward,
+    elu_forward,
+    gaussian_backward,
+    gaussian_forward,
+    leaky_relu_backward,
+    leaky_relu_forward,
+    log_softmax,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax_backward,
+    softmax_forward,
+    tanh_backward,
+    tanh_forward,
+)
+from convnp.functional.conv import conv2d_backward, conv2d_forward
+from convnp.functional.dropout import dropout_backward, dropout_forward
+from convnp.functional.linear import linear_backward, linear_forward
+from convnp.functional.losses import mse_loss, softmax_cross_entropy
+from convnp.functional.normalization import (
+    batch_norm_backward,
+    batch_norm_forward,
+    group_norm_backward,
+    group_norm_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+)
+from convnp.functional.pooling import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+
+__all__ = [
+    "naive",
+    "conv2d_forward", "conv2d_backward",
+    "max_pool2d_forward", "max_pool2d_backward",
+    "avg_pool2d_forward", "avg_pool2d_backward",
+    "global_avg_pool2d_forward", "global_avg_pool2d_backward",
+    "linear_forward", "linear_backward",
+    "relu_forward", "relu_backward",
+    "leaky_relu_forward", "leaky_relu_backward",
+    "elu_forward", "elu_backward",
+    "sigmoid_forward", "sigmoid_backward",
+    "tanh_forward", "tanh_backward",
+    "gaussian_forward", "gaussian_backward",
+    "softmax_forward", "softmax_backward", "log_softmax",
+    "batch_norm_forward", "batch_norm_backward",
+    "group_norm_forward", "group_norm_backward",
+    "layer_norm_forward", "layer_norm_backward",
+    "dropout_forward", "dropout_backward",
+    "softmax_cross_entropy", "mse_loss",
+]  # fmt: skip

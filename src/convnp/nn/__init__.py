@@ -1,0 +1,19 @@
+"""Layers that hold parameters and call the functional pairs, and ``Sequential``."""
+
+from convnp.nn.activations import ELU, Gaussian, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
+from convnp.nn.conv import Conv2D
+from convnp.nn.dense import Dense, Flatten
+from convnp.nn.dropout import Dropout
+from convnp.nn.layer import Layer
+from convnp.nn.normalization import BatchNorm1D, BatchNorm2D, GroupNorm, LayerNorm
+from convnp.nn.parameter import Parameter
+from convnp.nn.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from convnp.nn.sequential import Sequential
+
+__all__ = [
+    "Parameter", "Layer", "Sequential",
+    "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
+    "Dense", "Flatten",
+    "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Gaussian", "Softmax", "get_activation",
+    "Dropout", "BatchNorm1D", "BatchNorm2D", "GroupNorm", "LayerNorm",
+]  # fmt: skip

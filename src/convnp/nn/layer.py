@@ -167,3 +167,29 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+    def short_repr(self) -> str:
+        """The class name with the constructor arguments that differ from their defaults."""
+        import inspect
+
+        defaults = {
+            name: param.default
+            for name, param in inspect.signature(type(self).__init__).parameters.items()
+            if param.default is not inspect.Parameter.empty
+        }
+        inferred = ("in_channels", "in_features", "num_features")
+        args = []
+        for key, value in self.get_config().items():
+            if key in inferred:
+                continue
+            default = defaults.get(key, inspect.Parameter.empty)
+            comparable = tuple(value) if isinstance(value, list) else value
+            if isinstance(default, int) and isinstance(comparable, tuple) and comparable == (default, default):
+                continue
+            if key == "stride" and getattr(self, "kernel_size", None) == comparable:
+                continue
+            if default is inspect.Parameter.empty:
+                args.append(repr(comparable))
+            elif comparable != default:
+                args.append(f"{key}={comparable!r}")
+        return f"{type(self).__name__}({', '.join(args)})"

@@ -214,7 +214,7 @@ class Sequential:
         self._require_built("summary")
         rows = [("#", "Layer", "Output shape", "Params")]
         for index, layer in enumerate(self.layers):
-            rows.append((str(index), repr(layer), str(layer.output_shape), f"{layer.num_parameters():,}"))
+            rows.append((str(index), layer.short_repr(), str(layer.output_shape), f"{layer.num_parameters():,}"))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         line = "-" * (sum(widths) + 6)
         text = [f"Sequential: input {self.input_shape}, dtype {self.dtype}", line]
@@ -228,3 +228,53 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
+
+    # ------------------------------------------------------------- training
+    def fit(self, x, y, epochs: int = 10, batch_size: int = 32, optimizer="adam", loss: str = "cross_entropy",
+            validation_data=None, callbacks=(), shuffle: bool = True, seed=None, verbose: int = 1, **options):
+        """Train with minibatches; returns a ``History``.
+
+        Args:
+            x: images (N, C, H, W) (float, or uint8 pixels scaled by 1/255); y: int labels (N,)
+                (or float targets shaped like the output, for "mse").
+            epochs, batch_size: as usual; the last batch may be smaller.
+            optimizer: "adam", "adamw", "sgd", "rmsprop" or a ``convnp.optim`` optimizer
+                built over ``model.parameters()``; ``lr=`` sets a named one's learning rate.
+            loss: "cross_entropy" (softmax cross-entropy on the outputs, which are logits;
+                a final Softmax layer is fused into it) or "mse".
+            validation_data: (x_val, y_val), evaluated after every epoch.
+            callbacks: ``convnp.callbacks`` objects (EarlyStopping, ModelCheckpoint,
+                LearningRateScheduler, or your own ``Callback``).
+            shuffle: reshuffle every epoch with a generator seeded by ``seed``.
+            seed: the same seed (and initial weights) gives bit-identical training.
+            verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+            **options: ``lr``, ``label_smoothing``, ``augment`` (f(x_batch, rng) -> x_batch),
+                ``clip_norm`` (global gradient-norm clipping), ``checkpoint`` (path of a
+                checkpoint written at every epoch end and on Ctrl-C) and ``resume``
+                (continue from that checkpoint when it exists).
+
+        Dropout and batch norm run in training mode only inside ``fit``.
+        """
+        from convnp.training import fit
+
+        return fit(self, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss=loss,
+                   validation_data=validation_data, callbacks=callbacks, shuffle=shuffle, seed=seed,
+                   verbose=verbose, **options)
+
+    def evaluate(self, x, y, batch_size: int = 256, loss: str = "cross_entropy") -> dict[str, float]:
+        """``{"loss": mean loss, "accuracy": fraction correct}`` in inference mode, in batches."""
+        from convnp.training import evaluate
+
+        return evaluate(self, x, y, batch_size=batch_size, loss=loss)
+
+    def predict(self, x, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities (N, classes), computed in batches in inference mode."""
+        from convnp.training import predict
+
+        return predict(self, x, batch_size=batch_size)
+
+    def save(self, path, optimizer=None):
+        """Write the model (and optionally an optimizer's state) to one ``.npz`` file, atomically."""
+        from convnp.serialization import save
+
+        return save(self, path, optimizer=optimizer)

@@ -1,0 +1,36 @@
+"""Save the model whenever a monitored metric improves."""
+
+from __future__ import annotations
+
+import os
+
+from convnp.callbacks.base import Callback, monitor_improved
+
+
+class ModelCheckpoint(Callback):
+    """Write the model to ``path`` at epoch ends (atomically, via ``Sequential.save``).
+
+    Args:
+        path: the ``.npz`` file; may contain ``{epoch}`` (1-based) to keep one file per epoch.
+        monitor: the History key to compare (default "val_loss").
+        save_best_only: save only when ``monitor`` improves (default); else every epoch.
+        mode: "min", "max" or "auto".
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = True, mode: str = "auto"
+    ) -> None:
+        self.path, self.monitor, self.save_best_only, self.mode = str(path), monitor, save_best_only, mode
+        self.best: float | None = None
+        self.saved_paths: list[str] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        if self.save_best_only:
+            value = logs.get(self.monitor)
+            if value is None:
+                raise KeyError(f"ModelCheckpoint: {self.monitor!r} is not in the epoch logs {sorted(logs)}")
+            if not monitor_improved(value, self.best, self.monitor, self.mode, 0.0):
+                return
+            self.best = value
+        path = self.path.format(epoch=epoch + 1)
+        self.saved_paths.append(str(self.model.save(path)))

@@ -1,0 +1,395 @@
+"""The fit / evaluate / predict loop of ``Sequential``.
+
+``fit`` reads top to bottom: check the data, choose the optimizer, then for
+every epoch shuffle, run minibatches (forward in training mode, loss, backward,
+optimizer step), evaluate on the validation data, record a History entry, run
+the callbacks, and (with ``checkpoint=``) save everything needed to resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from convnp.functional.activations import softmax_forward
+from convnp.functional.losses import mse_loss, softmax_cross_entropy
+from convnp.optim import Optimizer, clip_grad_norm, get_optimizer
+from convnp.progress import EpochProgress
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+LOSSES = ("cross_entropy", "mse")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became NaN or infinite during ``fit``."""
+
+
+class History:
+    """Per-epoch records of a ``fit`` run.
+
+    ``history.history`` maps each of loss, accuracy, val_loss, val_accuracy, lr
+    and seconds to a list with one entry per epoch (val_* are None without
+    validation data). ``history["loss"]`` is a shortcut.
+    """
+
+    def __init__(self, records: dict[str, list] | None = None) -> None:
+        self.history: dict[str, list] = {key: [] for key in HISTORY_KEYS}
+        if records:
+            for key in HISTORY_KEYS:
+                self.history[key] = list(records.get(key, []))
+
+    def append(self, logs: dict) -> None:
+        for key in HISTORY_KEYS:
+            self.history[key].append(logs.get(key))
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history["loss"])
+
+    def __getitem__(self, key: str) -> list:
+        return self.history[key]
+
+    def __len__(self) -> int:
+        return self.epochs
+
+    def to_dict(self) -> dict[str, list]:
+        return {key: list(values) for key, values in self.history.items()}
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    def __repr__(self) -> str:
+        return f"History(epochs={self.epochs}, keys={list(self.history)})"
+
+
+# ------------------------------------------------------------------ checks
+def check_labels(y, num_samples: int, num_classes: int | None, owner: str) -> np.ndarray:
+    """Integer class labels of length ``num_samples`` within [0, num_classes)."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{owner}: expected labels of shape (N,), got {y.shape}")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        else:
+            raise TypeError(f"{owner}: labels must be integer class indices, got dtype {y.dtype}")
+    if len(y) != num_samples:
+        raise ValueError(f"{owner}: x has {num_samples} samples but y has {len(y)} labels")
+    if num_classes is not None and y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"{owner}: labels must lie in [0, {num_classes}) for a model with {num_classes} outputs, "
+            f"got values from {y.min()} to {y.max()}"
+        )
+    return y.astype(np.int64, copy=False)
+
+
+def check_batch_size(batch_size, owner: str) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+def prepare_data(model, x, y, owner: str, loss: str = "cross_entropy") -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert ``(x, y)`` for the model; builds the model if needed."""
+    x = np.asarray(x)
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"{owner}: x is empty")
+    x = model.prepare_input(x)
+    classes = int(np.prod(model.output_shape))
+    if loss == "mse" and np.asarray(y).ndim > 1:
+        y = np.asarray(y, dtype=model.dtype)
+        if y.shape != (len(x), *model.output_shape):
+            raise ValueError(f"{owner}: mse targets must have shape {(len(x), *model.output_shape)}, got {y.shape}")
+        return x, y
+    return x, check_labels(y, len(x), classes, owner)
+
+
+# ------------------------------------------------------------- loss pieces
+def _ends_in_softmax(model) -> bool:
+    from convnp.nn.activations import Softmax
+
+    return isinstance(model.layers[-1], Softmax)
+
+
+def _loss_and_grad(model, outputs: np.ndarray, y: np.ndarray, loss: str, label_smoothing: float):
+    if loss == "cross_entropy":
+        return softmax_cross_entropy(outputs, y, label_smoothing=label_smoothing)
+    target = y if y.ndim > 1 else np.eye(outputs.shape[1], dtype=outputs.dtype)[y]
+    return mse_loss(outputs, target)
+
+
+def _correct(outputs: np.ndarray, y: np.ndarray) -> int:
+    if y.ndim != 1:
+        return 0
+    return int(np.count_nonzero(outputs.argmax(axis=1) == y))
+
+
+def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_smoothing: float, clip_norm):
+    """One minibatch: forward (training mode), loss, backward, optimizer step.
+
+    With cross-entropy, a final Softmax layer is skipped and the fused, stable
+    softmax cross-entropy is applied to its input (the logits) instead.
+    Returns ``(loss, number of correct predictions)``.
+    """
+    fused = loss == "cross_entropy" and _ends_in_softmax(model)
+    layers = model.layers[:-1] if fused else model.layers
+    outputs = x_batch
+    for layer in layers:
+        outputs = layer.forward(outputs, training=True)
+    loss_value, grad = _loss_and_grad(model, outputs, y_batch, loss, label_smoothing)
+    if not math.isfinite(loss_value):
+        return loss_value, 0
+    for layer in reversed(layers):
+        grad = layer.backward(grad)
+    if clip_norm is not None:
+        clip_grad_norm(model.parameters(), clip_norm)
+    optimizer.step()
+    return loss_value, _correct(outputs, y_batch)
+
+
+def outputs_in_batches(model, x: np.ndarray, batch_size: int, logits: bool = False) -> Iterable[np.ndarray]:
+    """Inference-mode outputs, one batch at a time (memory stays bounded)."""
+    fused = logits and _ends_in_softmax(model)
+    layers = model.layers[:-1] if fused else model.layers
+    for start in range(0, len(x), batch_size):
+        out = x[start : start + batch_size]
+        for layer in layers:
+            out = layer.forward(out, training=False)
+        yield out
+
+
+def evaluate(model, x, y, batch_size: int = 256, loss: str = "cross_entropy") -> dict[str, float]:
+    """Mean loss and accuracy over ``(x, y)`` in inference mode, in batches."""
+    batch_size = check_batch_size(batch_size, "evaluate")
+    if loss not in LOSSES:
+        raise ValueError(f"evaluate: unknown loss {loss!r}; valid: {list(LOSSES)}")
+    x, y = prepare_data(model, x, y, "evaluate", loss)
+    total_loss, correct = 0.0, 0
+    for start, outputs in zip(range(0, len(x), batch_size), outputs_in_batches(model, x, batch_size, logits=True)):
+        y_batch = y[start : start + batch_size]
+        batch_loss, _ = _loss_and_grad(model, outputs, y_batch, loss, 0.0)
+        total_loss += batch_loss * len(y_batch)
+        correct += _correct(outputs, y_batch)
+    return {"loss": total_loss / len(x), "accuracy": correct / len(x)}
+
+
+def predict(model, x, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, classes): softmax of the outputs (or the model's own Softmax)."""
+    batch_size = check_batch_size(batch_size, "predict")
+    x = np.asarray(x)
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError("predict: x is empty")
+    x = model.prepare_input(x)
+    batches = [softmax_forward(out)[0] for out in outputs_in_batches(model, x, batch_size, logits=True)]
+    return np.concatenate(batches, axis=0)
+
+
+# ---------------------------------------------------------------- interrupt
+class DeferredInterrupt:
+    """Turns Ctrl-C into a flag checked between batches, so a checkpoint is never half-updated.
+
+    A second Ctrl-C interrupts at once. Outside the main thread, signals cannot
+    be caught and Ctrl-C behaves as usual.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# ---------------------------------------------------------------- random state
+def random_layers(model) -> list:
+    return [layer for layer in model.layers if isinstance(getattr(layer, "rng", None), np.random.Generator)]
+
+
+def seed_everything(model, seed) -> tuple[np.random.Generator, np.random.Generator]:
+    """Generators for shuffling and augmentation, and fresh ones for every dropout layer.
+
+    With a seed, a run is reproducible bit for bit: every stream derives from
+    ``numpy.random.SeedSequence(seed)``.
+    """
+    layers = random_layers(model)
+    sequence = np.random.SeedSequence(seed)
+    children = sequence.spawn(2 + len(layers))
+    for layer, child in zip(layers, children[2:]):
+        layer.rng = np.random.default_rng(child)
+    return np.random.default_rng(children[0]), np.random.default_rng(children[1])
+
+
+def rng_states(model, shuffle_state: dict, augment_rng: np.random.Generator) -> dict:
+    return {
+        "shuffle": shuffle_state,
+        "augment": augment_rng.bit_generator.state,
+        "layers": [layer.rng.bit_generator.state for layer in random_layers(model)],
+    }
+
+
+def restore_rng_states(model, states: dict, shuffle_rng, augment_rng) -> None:
+    shuffle_rng.bit_generator.state = states["shuffle"]
+    augment_rng.bit_generator.state = states["augment"]
+    for layer, state in zip(random_layers(model), states["layers"]):
+        layer.rng.bit_generator.state = state
+
+
+# ---------------------------------------------------------------------- fit
+def fit(
+    model,
+    x,
+    y,
+    epochs: int = 10,
+    batch_size: int = 32,
+    optimizer: str | Optimizer = "adam",
+    loss: str = "cross_entropy",
+    validation_data: tuple | None = None,
+    callbacks: Iterable = (),
+    shuffle: bool = True,
+    seed: np.random.Generator | int | None = None,
+    verbose: int = 1,
+    lr: float | None = None,
+    label_smoothing: float = 0.0,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    clip_norm: float | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> History:
+    """Train ``model`` on ``(x, y)``; see ``Sequential.fit`` for the arguments."""
+    from convnp.serialization import load_file, optimizer_state, save
+
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
+    batch_size = check_batch_size(batch_size, "fit")
+    if loss not in LOSSES:
+        raise ValueError(f"fit: unknown loss {loss!r}; valid: {list(LOSSES)}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"fit: clip_norm must be > 0, got {clip_norm!r}")
+    x, y = prepare_data(model, x, y, "fit", loss)
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
+        x_val, y_val = prepare_data(model, *validation_data, "fit (validation_data)", loss)
+    optimizer = get_optimizer(optimizer, model.parameters(), lr=lr)
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        callback.set_context(model, optimizer)
+    if isinstance(seed, np.random.Generator):
+        seed = int(seed.integers(2**63))
+    shuffle_rng, augment_rng = seed_everything(model, seed)
+
+    history = History()
+    start_epoch, start_batch = 0, 0
+    resume_state = None
+    if checkpoint is not None and resume and Path(checkpoint).exists():
+        meta, arrays = load_file(checkpoint)
+        resume_state = meta.get("extra", {})
+        if resume_state.get("kind") != "fit-checkpoint":
+            raise ValueError(f"fit: {checkpoint} is a model file, not a fit checkpoint")
+        model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
+        optimizer.load_state_dict(optimizer_state(meta, arrays))
+        history = History(resume_state["history"])
+        start_epoch, start_batch = resume_state["epoch"], resume_state["batch"]
+        for callback, state in zip(callbacks, resume_state.get("callbacks", [])):
+            if state is not None and hasattr(callback, "load_state_dict"):
+                callback.load_state_dict(state)
+
+    def save_checkpoint(epoch: int, batch: int, epoch_start_shuffle_state: dict) -> None:
+        extra = {
+            "kind": "fit-checkpoint",
+            "epoch": epoch,
+            "batch": batch,
+            "rng": rng_states(model, epoch_start_shuffle_state, augment_rng),
+            "history": history.to_dict(),
+            "callbacks": [c.state_dict() if hasattr(c, "state_dict") else None for c in callbacks],
+        }
+        save(model, checkpoint, optimizer=optimizer, extra=extra)
+
+    model.stop_training = False
+    for callback in callbacks:
+        callback.on_train_begin()
+    num_samples = len(x)
+    with DeferredInterrupt() as interrupt:
+        for epoch in range(start_epoch, epochs):
+            if resume_state is not None and epoch == start_epoch:
+                restore_rng_states(model, resume_state["rng"], shuffle_rng, augment_rng)
+            epoch_start_shuffle_state = shuffle_rng.bit_generator.state
+            order = shuffle_rng.permutation(num_samples) if shuffle else np.arange(num_samples)
+            first_batch = start_batch if epoch == start_epoch else 0
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            progress = EpochProgress(epoch, epochs, num_samples, verbose)
+            started = time.perf_counter()
+            seen, loss_sum, correct = 0, 0.0, 0
+            for batch, start in enumerate(range(0, num_samples, batch_size)):
+                if batch < first_batch:
+                    continue
+                index = order[start : start + batch_size]
+                x_batch, y_batch = x[index], y[index]
+                if augment is not None:
+                    x_batch = augment(x_batch, augment_rng)
+                batch_loss, batch_correct = train_step(
+                    model, optimizer, x_batch, y_batch, loss, label_smoothing, clip_norm
+                )
+                if not math.isfinite(batch_loss):
+                    progress.close({"loss": batch_loss, "seconds": time.perf_counter() - started})
+                    kept = f"; the last good checkpoint {checkpoint} is intact" if checkpoint else ""
+                    raise TrainingDivergedError(
+                        f"fit: the loss became {batch_loss} at epoch {epoch + 1}, batch {batch + 1}{kept}. "
+                        "Try a lower learning rate or clip_norm=1.0."
+                    )
+                seen += len(index)
+                loss_sum += batch_loss * len(index)
+                correct += batch_correct
+                progress.update(len(index), loss_sum / seen, correct / seen)
+                for callback in callbacks:
+                    callback.on_batch_end(batch, batch_loss)
+                if interrupt.requested:
+                    progress.close({"loss": loss_sum / seen, "seconds": time.perf_counter() - started})
+                    if checkpoint is not None:
+                        save_checkpoint(epoch, batch + 1, epoch_start_shuffle_state)
+                    raise KeyboardInterrupt
+
+            logs = {
+                "loss": loss_sum / max(seen, 1),
+                "accuracy": correct / max(seen, 1) if y.ndim == 1 else None,
+                "val_loss": None,
+                "val_accuracy": None,
+                "lr": float(optimizer.lr),
+            }
+            if validation_data is not None:
+                val = evaluate(model, x_val, y_val, batch_size=max(batch_size, 256), loss=loss)
+                logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
+            logs["seconds"] = time.perf_counter() - started
+            history.append(logs)
+            progress.close(logs)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            if checkpoint is not None:
+                save_checkpoint(epoch + 1, 0, shuffle_rng.bit_generator.state)
+            if model.stop_training or interrupt.requested:
+                if interrupt.requested:
+                    raise KeyboardInterrupt
+                break
+    for callback in callbacks:
+        callback.on_train_end()
+    return history
