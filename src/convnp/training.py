@@ -139,16 +139,12 @@ def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_s
     softmax cross-entropy is applied to its input (the logits) instead.
     Returns ``(loss, number of correct predictions)``.
     """
-    fused = loss == "cross_entropy" and _ends_in_softmax(model)
-    layers = model.layers[:-1] if fused else model.layers
-    outputs = x_batch
-    for layer in layers:
-        outputs = layer.forward(outputs, training=True)
+    stop = -1 if loss == "cross_entropy" and _ends_in_softmax(model) else None
+    outputs = model.forward_layers(x_batch, training=True, stop=stop)
     loss_value, grad = _loss_and_grad(model, outputs, y_batch, loss, label_smoothing)
     if not math.isfinite(loss_value):
         return loss_value, 0
-    for layer in reversed(layers):
-        grad = layer.backward(grad)
+    model.backward(grad, input_grad=False, stop=stop)
     if clip_norm is not None:
         clip_grad_norm(model.parameters(), clip_norm)
     optimizer.step()
@@ -157,13 +153,9 @@ def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_s
 
 def outputs_in_batches(model, x: np.ndarray, batch_size: int, logits: bool = False) -> Iterable[np.ndarray]:
     """Inference-mode outputs, one batch at a time (memory stays bounded)."""
-    fused = logits and _ends_in_softmax(model)
-    layers = model.layers[:-1] if fused else model.layers
+    stop = -1 if logits and _ends_in_softmax(model) else None
     for start in range(0, len(x), batch_size):
-        out = x[start : start + batch_size]
-        for layer in layers:
-            out = layer.forward(out, training=False)
-        yield out
+        yield model.forward_layers(x[start : start + batch_size], training=False, stop=stop)
 
 
 def evaluate(model, x, y, batch_size: int = 256, loss: str = "cross_entropy") -> dict[str, float]:

@@ -1,0 +1,39 @@
+"""Datasets, file readers, minibatches and augmentation.
+
+- ``load(name, data_dir=None, download=True)``: ``"digits"``, ``"mnist"``,
+  ``"fashion-mnist"``, ``"cifar10"`` as float32 NCHW images in [0, 1] and
+  int64 labels (``DATASETS`` describes each one).
+- ``read_idx`` / ``write_idx``: the IDX format of MNIST and Fashion-MNIST.
+- ``load_npz``: the ``mndata.npz`` layout of the tutorials.
+- ``BatchIterator`` / ``iterate_minibatches``: seeded, shuffled minibatches.
+- ``random_shift``, ``random_crop``, ``random_flip``, ``shift``, ``Augment``:
+  vectorised augmentation of NCHW batches.
+"""
+
+from convnp.data.augment import Augment, random_crop, random_flip, random_shift, shift
+from convnp.data.batching import BatchIterator, iterate_minibatches
+from convnp.data.datasets import DATASETS, DatasetInfo, load
+from convnp.data.download import cache_root
+from convnp.data.errors import ChecksumError, DatasetNotFoundError, DownloadError
+from convnp.data.idx import read_idx, write_idx
+from convnp.data.npz import load_npz
+
+__all__ = [
+    "load",
+    "DATASETS",
+    "DatasetInfo",
+    "DatasetNotFoundError",
+    "ChecksumError",
+    "DownloadError",
+    "cache_root",
+    "read_idx",
+    "write_idx",
+    "load_npz",
+    "BatchIterator",
+    "iterate_minibatches",
+    "Augment",
+    "random_shift",
+    "random_crop",
+    "random_flip",
+    "shift",
+]

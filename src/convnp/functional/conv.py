@@ -14,6 +14,16 @@ flattened to rows. The backward pass is the same picture read in reverse:
     dx      = col2im(dx_cols)              (scatter-add, one strided slice per kernel offset)
     dbias   = sum of dout over N, H_out, W_out
 
+Memory layout: the arguments and results are NCHW-shaped arrays, but the
+computation runs channels-last. ``x.transpose(0, 2, 3, 1)`` is a free view;
+im2col gathers rows whose entries are ordered (kernel row, kernel column,
+channel), so the product lands directly in an (N, H_out, W_out, F) buffer,
+which is returned as its NCHW-shaped view ``out.transpose(0, 3, 1, 2)``. When
+the next layer is a convolution too, its ``transpose(0, 2, 3, 1)`` gives the
+contiguous channels-last array back and nothing is copied between layers.
+Shapes and values are exactly those of an NCHW convolution; only the strides
+differ, and NumPy handles strides transparently.
+
 Shape:
     x:      (N, C, H, W)
     weight: (F, C // G, KH, KW)
@@ -27,23 +37,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnp.functional.geometry import (
-    IntPair,
-    Padding,
-    conv_geometry,
-    pad_spatial,
-    pair,
-    sliding_windows,
-)
+from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_channels_last, pair, sliding_windows
 
-__all__ = ["conv2d_forward", "conv2d_backward", "Conv2dCache", "col2im"]
+__all__ = ["conv2d_forward", "conv2d_backward", "Conv2dCache", "im2col", "col2im", "weight_rows"]
 
 
 @dataclass
 class Conv2dCache:
     """What the backward pass needs from the forward pass."""
 
-    x_cols: np.ndarray  # (N*H_out*W_out, G, C/G*KH*KW): the receptive fields
+    x_cols: np.ndarray  # (N*H_out*W_out, KH*KW*C): receptive fields, channels innermost
     weight: np.ndarray  # (F, C/G, KH, KW)
     has_bias: bool
     x_shape: tuple[int, int, int, int]
@@ -74,7 +77,81 @@ def _check_conv_args(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
             f"(weight shape {weight.shape}, groups={groups}), got x with {channels} (x shape {x.shape})"
         )
     if bias is not None and (bias.shape != (filters,) or bias.dtype != x.dtype):
-        raise ValueError(f"conv2d: expected bias of shape ({filters},) and dtype {x.dtype}, got {bias.shape} {bias.dtype}")
+        raise ValueError(
+            f"conv2d: expected bias of shape ({filters},) and dtype {x.dtype}, got {bias.shape} {bias.dtype}"
+        )
+
+
+def weight_rows(weight: np.ndarray, groups: int) -> np.ndarray:
+    """Filters flattened in im2col column order (kernel row, kernel column, channel).
+
+    Shape: weight (F, C/G, KH, KW) -> (G, F/G, KH*KW*C/G)
+    """
+    filters, group_channels, kh, kw = weight.shape
+    return weight.transpose(0, 2, 3, 1).reshape(groups, filters // groups, kh * kw * group_channels)
+
+
+def im2col(
+    x_padded_nhwc: np.ndarray,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """Gather every receptive field into one row.
+
+    ``x_cols[(n*H_out + i)*W_out + j, (p*KW + q)*C + c] = x_padded[n, i*SH + p*DH, j*SW + q*DW, c]``
+
+    Shape:
+        x_padded_nhwc: (N, Hp, Wp, C), channels-last
+        returns: (N*H_out*W_out, KH*KW*C), C-contiguous
+    """
+    n, _, _, channels = x_padded_nhwc.shape
+    (kh, kw), (h_out, w_out) = kernel_size, out_hw
+    windows = sliding_windows(x_padded_nhwc, kernel_size, stride, dilation, out_hw)  # (N, Ho, Wo, KH, KW, C)
+    return windows.reshape(n * h_out * w_out, kh * kw * channels)  # the one copy
+
+
+def col2im(
+    cols: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kernel_size: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> np.ndarray:
+    """Sum window-shaped gradients back onto the image they were read from.
+
+    The adjoint of im2col: every input pixel receives the sum of the
+    gradients of every window that contains it. One strided slice-add per
+    kernel offset (KH*KW Python iterations), never a loop over pixels.
+
+    Shape:
+        cols: (N, H_out, W_out, KH, KW, C)
+        x_shape: (N, C, H, W)
+        returns: (N, H, W, C), channels-last (padding cropped)
+    """
+    n, channels, height, width = x_shape
+    top, bottom, left, right = pads
+    _, h_out, w_out, kh, kw, _ = cols.shape
+    dx_padded = np.zeros((n, height + top + bottom, width + left + right, channels), dtype=cols.dtype)
+    row_span = stride[0] * (h_out - 1) + 1
+    col_span = stride[1] * (w_out - 1) + 1
+    for p in range(kh):
+        row0 = p * dilation[0]
+        for q in range(kw):
+            col0 = q * dilation[1]
+            dx_padded[:, row0 : row0 + row_span : stride[0], col0 : col0 + col_span : stride[1], :] += cols[
+                :, :, :, p, q, :
+            ]
+    return dx_padded[:, top : top + height, left : left + width, :]
+
+
+def _grouped_cols(x_cols: np.ndarray, kernel_area: int, groups: int) -> np.ndarray:
+    """Split im2col columns by channel group. Shape: (M, KK*C) -> (G, M, KK*C/G)."""
+    m = x_cols.shape[0]
+    per_group = x_cols.reshape(m, kernel_area, groups, -1).transpose(2, 0, 1, 3)  # (G, M, KK, C/G)
+    return per_group.reshape(groups, m, -1)
 
 
 def conv2d_forward(
@@ -89,7 +166,7 @@ def conv2d_forward(
     """Convolve ``x`` with ``weight``: im2col, then one matrix product per group.
 
     Args:
-        x: input images, (N, C, H, W).
+        x: input images, (N, C, H, W) (any strides; channels-last memory is fastest).
         weight: filters, (F, C // groups, KH, KW).
         bias: (F,) or None.
         stride, dilation: an int or a pair (SH, SW) / (DH, DW).
@@ -97,7 +174,7 @@ def conv2d_forward(
         groups: channels are split into ``groups`` independent convolutions.
 
     Returns:
-        out: (N, F, H_out, W_out), contiguous, in x's dtype.
+        out: (N, F, H_out, W_out) in x's dtype, stored channels-last.
         cache: for ``conv2d_backward``.
     """
     _check_conv_args(x, weight, bias, groups)
@@ -109,70 +186,30 @@ def conv2d_forward(
         (height, width), (kh, kw), stride, padding, dilation, "conv2d", x.shape
     )
 
-    x_padded = pad_spatial(x, pads)
-    windows = sliding_windows(x_padded, (kh, kw), stride, dilation, (h_out, w_out))  # (N, C, Ho, Wo, KH, KW)
-    # Rows are output positions, columns are (channel, kernel row, kernel column):
-    # the order of a flattened weight row, so the product needs no transposed weight copy.
-    x_cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h_out * w_out, groups, group_channels * kh * kw)
-    weight_rows = weight.reshape(groups, filters // groups, group_channels * kh * kw)  # (G, F/G, C/G*KH*KW)
-
+    x_padded = pad_channels_last(x.transpose(0, 2, 3, 1), pads)  # (N, Hp, Wp, C)
+    x_cols = im2col(x_padded, (kh, kw), stride, dilation, (h_out, w_out))  # (N*Ho*Wo, KH*KW*C)
+    rows = weight_rows(weight, groups)  # (G, F/G, KH*KW*C/G)
     if groups == 1:
-        out_cols = x_cols[:, 0, :] @ weight_rows[0].T  # (N*Ho*Wo, F)
+        out_cols = x_cols @ rows[0].T  # (N*Ho*Wo, F)
     else:
-        # (G, N*Ho*Wo, C/G*KK) @ (G, C/G*KK, F/G) -> (G, N*Ho*Wo, F/G)
-        out_cols = np.matmul(x_cols.transpose(1, 0, 2), weight_rows.transpose(0, 2, 1))
-        out_cols = out_cols.transpose(1, 0, 2).reshape(n * h_out * w_out, filters)
-
-    out_nhwc = out_cols.reshape(n, h_out, w_out, filters)
-    out = np.empty((n, filters, h_out, w_out), dtype=x.dtype)
-    if bias is None:
-        np.copyto(out, out_nhwc.transpose(0, 3, 1, 2))
-    else:
-        # Adding the bias while writing NCHW costs no extra pass over the output.
-        np.add(out_nhwc.transpose(0, 3, 1, 2), bias[:, None, None], out=out)
+        # (G, M, KK*C/G) @ (G, KK*C/G, F/G) -> (G, M, F/G) -> (M, F)
+        out_groups = np.matmul(_grouped_cols(x_cols, kh * kw, groups), rows.transpose(0, 2, 1))
+        out_cols = out_groups.transpose(1, 0, 2).reshape(n * h_out * w_out, filters)
+    if bias is not None:
+        out_cols += bias  # broadcast over rows: the bias is the innermost (channel) axis
+    out = out_cols.reshape(n, h_out, w_out, filters).transpose(0, 3, 1, 2)  # NCHW view of NHWC memory
 
     cache = Conv2dCache(x_cols, weight, bias is not None, x.shape, pads, stride, dilation, groups, (h_out, w_out))
     return out, cache
 
 
-def col2im(
-    cols: np.ndarray,
-    x_shape: tuple[int, int, int, int],
-    kernel_size: tuple[int, int],
-    pads: tuple[int, int, int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-) -> np.ndarray:
-    """Sum window-shaped gradients back onto the image they were read from.
-
-    The inverse of im2col's gather: every input pixel receives the sum of the
-    gradients of every window that contains it. One strided slice-add per
-    kernel offset (KH*KW Python iterations), never a loop over pixels.
-
-    Shape:
-        cols: (N, H_out, W_out, C, KH, KW)
-        returns: (N, C, H, W) (padding cropped)
-    """
-    n, channels, height, width = x_shape
-    top, bottom, left, right = pads
-    _, h_out, w_out, _, kh, kw = cols.shape
-    dx_padded = np.zeros((n, channels, height + top + bottom, width + left + right), dtype=cols.dtype)
-    row_span = stride[0] * (h_out - 1) + 1
-    col_span = stride[1] * (w_out - 1) + 1
-    for p in range(kh):
-        row0 = p * dilation[0]
-        for q in range(kw):
-            col0 = q * dilation[1]
-            dx_padded[:, :, row0 : row0 + row_span : stride[0], col0 : col0 + col_span : stride[1]] += cols[
-                :, :, :, :, p, q
-            ].transpose(0, 3, 1, 2)
-    return dx_padded[:, :, top : top + height, left : left + width]
-
-
 def conv2d_backward(
-    dout: np.ndarray, cache: Conv2dCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    dout: np.ndarray, cache: Conv2dCache, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of the convolution with respect to x, weight and bias.
+
+    ``input_grad=False`` skips dx (returned as None): the first layer of a
+    network needs no input gradient, and dx is a third of the backward work.
 
     Shape:
         dout: (N, F, H_out, W_out)
@@ -186,25 +223,35 @@ def conv2d_backward(
     if dout.shape != expected:
         raise ValueError(f"conv2d_backward: expected dout of shape {expected}, got {dout.shape}")
 
-    dout_cols = dout.transpose(0, 2, 3, 1).reshape(n * h_out * w_out, groups, filters // groups)
-    weight_rows = cache.weight.reshape(groups, filters // groups, group_channels * kh * kw)
-    dbias = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    # Free when dout is channels-last in memory (as this op's own output is).
+    dout_cols = dout.transpose(0, 2, 3, 1).reshape(n * h_out * w_out, filters)  # (M, F)
+    dbias = dout_cols.sum(axis=0) if cache.has_bias else None
+    rows = weight_rows(cache.weight, groups)  # (G, F/G, KK*C/G)
 
     if groups == 1:
-        dweight_rows = (dout_cols[:, 0, :].T @ cache.x_cols[:, 0, :])[None]  # (1, F, C*KK)
-        dx_cols = dout_cols[:, 0, :] @ weight_rows[0]  # (N*Ho*Wo, C*KK)
+        dweight_rows = (dout_cols.T @ cache.x_cols)[None]  # (1, F, KK*C)
+        dx_cols = dout_cols @ rows[0] if input_grad else None  # (M, KK*C)
     else:
-        dout_groups = dout_cols.transpose(1, 0, 2)  # (G, M, F/G)
-        dweight_rows = np.matmul(dout_groups.transpose(0, 2, 1), cache.x_cols.transpose(1, 0, 2))
-        dx_cols = np.matmul(dout_groups, weight_rows).transpose(1, 0, 2)  # (M, G, C/G*KK)
+        dout_groups = dout_cols.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, M, F/G)
+        x_groups = _grouped_cols(cache.x_cols, kh * kw, groups)  # (G, M, KK*C/G)
+        dweight_rows = np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
+        dx_cols = None
+        if input_grad:
+            dx_groups = np.matmul(dout_groups, rows)  # (G, M, KK*C/G)
+            dx_cols = dx_groups.reshape(groups, -1, kh * kw, group_channels).transpose(1, 2, 0, 3)
 
-    dweight = dweight_rows.reshape(cache.weight.shape)
-    dx = col2im(
-        dx_cols.reshape(n, h_out, w_out, channels, kh, kw),
+    # (G, F/G, KH, KW, C/G) -> (F, C/G, KH, KW)
+    dweight = np.ascontiguousarray(
+        dweight_rows.reshape(filters, kh, kw, group_channels).transpose(0, 3, 1, 2)
+    )
+    if not input_grad:
+        return None, dweight, dbias
+    dx_nhwc = col2im(
+        dx_cols.reshape(n, h_out, w_out, kh, kw, channels),
         cache.x_shape,
         (kh, kw),
         cache.pads,
         cache.stride,
         cache.dilation,
     )
-    return np.ascontiguousarray(dx), dweight, dbias
+    return dx_nhwc.transpose(0, 3, 1, 2), dweight, dbias

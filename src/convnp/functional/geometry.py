@@ -4,10 +4,11 @@ One place defines how kernel sizes, strides, dilations and paddings are
 normalised, how big an output is, and how the sliding windows of an input are
 laid out in memory. Every layer calls these helpers; none re-derives them.
 
-Shape of a window view (what ``sliding_windows`` returns):
-    x_padded: (N, C, H + PT + PB, W + PL + PR)
-    windows:  (N, C, H_out, W_out, KH, KW)
-    windows[n, c, i, j, p, q] = x_padded[n, c, i*SH + p*DH, j*SW + q*DW]
+The fast ops work channels-last (see ``convnp/functional/conv.py``). Shape of
+a window view (what ``sliding_windows`` returns):
+    x_padded: (N, H + PT + PB, W + PL + PR, C)
+    windows:  (N, H_out, W_out, KH, KW, C)
+    windows[n, i, j, p, q, c] = x_padded[n, i*SH + p*DH, j*SW + q*DW, c]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "output_size",
     "conv_geometry",
     "pad_spatial",
+    "pad_channels_last",
     "sliding_windows",
 ]
 
@@ -136,21 +138,37 @@ def pad_spatial(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0
     return x_padded
 
 
+def pad_channels_last(x_nhwc: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
+    """Pad the two spatial axes of a channels-last ``(N, H, W, C)`` array by ``(top, bottom, left, right)``.
+
+    Returns ``x_nhwc`` itself when no padding is needed (no copy).
+    """
+    top, bottom, left, right = pads
+    if top == bottom == left == right == 0:
+        return x_nhwc
+    n, height, width, channels = x_nhwc.shape
+    x_padded = np.full((n, height + top + bottom, width + left + right, channels), value, dtype=x_nhwc.dtype)
+    x_padded[:, top : top + height, left : left + width, :] = x_nhwc
+    return x_padded
+
+
 def sliding_windows(
-    x_padded: np.ndarray,
+    x_padded_nhwc: np.ndarray,
     kernel_size: tuple[int, int],
     stride: tuple[int, int],
     dilation: tuple[int, int],
     out_hw: tuple[int, int],
 ) -> np.ndarray:
-    """A read-only strided view of every window of ``x_padded``; no copy.
+    """A read-only strided view of every window of a channels-last array; no copy.
+
+    ``windows[n, i, j, p, q, c] = x_padded[n, i*SH + p*DH, j*SW + q*DW, c]``
 
     Shape:
-        x_padded: (N, C, Hp, Wp)
-        returns:  (N, C, H_out, W_out, KH, KW)
+        x_padded_nhwc: (N, Hp, Wp, C)
+        returns: (N, H_out, W_out, KH, KW, C)
     """
-    sn, sc, sh, sw = x_padded.strides
-    n, c = x_padded.shape[:2]
-    shape = (n, c, out_hw[0], out_hw[1], kernel_size[0], kernel_size[1])
-    strides = (sn, sc, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1])
-    return np.lib.stride_tricks.as_strided(x_padded, shape, strides, writeable=False)
+    s_n, s_h, s_w, s_c = x_padded_nhwc.strides
+    n, _, _, channels = x_padded_nhwc.shape
+    shape = (n, out_hw[0], out_hw[1], kernel_size[0], kernel_size[1], channels)
+    strides = (s_n, s_h * stride[0], s_w * stride[1], s_h * dilation[0], s_w * dilation[1], s_c)
+    return np.lib.stride_tricks.as_strided(x_padded_nhwc, shape, strides, writeable=False)

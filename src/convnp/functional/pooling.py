@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_spatial, pair, sliding_windows
+from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_channels_last, pair, sliding_windows
 
 __all__ = [
     "max_pool2d_forward",
@@ -70,22 +70,33 @@ def _pool_geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, 
     return kernel, stride, pads, out_hw
 
 
-def _scatter_windows(
-    window_grads, x_shape: tuple[int, int, int, int], cache: PoolCache
-) -> np.ndarray:
+def _window_values(x: np.ndarray, cache: PoolCache, pad_value: float) -> np.ndarray:
+    """Every window's entries, gathered channels-last.
+
+    Shape: x (N, C, H, W) -> (N, H_out, W_out, KH*KW, C)
+    """
+    x_padded = pad_channels_last(x.transpose(0, 2, 3, 1), cache.pads, pad_value)  # (N, Hp, Wp, C)
+    windows = sliding_windows(x_padded, cache.kernel_size, cache.stride, _NO_DILATION, cache.out_hw)
+    n, h_out, w_out, kh, kw, channels = windows.shape
+    return windows.reshape(n, h_out, w_out, kh * kw, channels)
+
+
+def _scatter_windows(window_grads, cache: PoolCache) -> np.ndarray:
     """Add per-window-offset gradients back onto the (padded) input, then crop.
 
-    ``window_grads(p, q)`` returns the (N, C, H_out, W_out) gradient that flows
-    to kernel offset (p, q) of every window. One strided slice-add per offset.
+    ``window_grads(p, q)`` returns the (N, H_out, W_out, C) gradient that flows
+    to kernel offset (p, q) of every window. One strided slice-add per offset;
+    overlapping windows accumulate. Returns the NCHW-shaped view of a
+    channels-last array.
     """
-    n, channels, height, width = x_shape
+    n, channels, height, width = cache.x_shape
     top, bottom, left, right = cache.pads
     (kh, kw), (sh, sw), (h_out, w_out) = cache.kernel_size, cache.stride, cache.out_hw
-    dx_padded = np.zeros((n, channels, height + top + bottom, width + left + right), dtype=cache.dtype)
+    dx_padded = np.zeros((n, height + top + bottom, width + left + right, channels), dtype=cache.dtype)
     for p in range(kh):
         for q in range(kw):
-            dx_padded[:, :, p : p + sh * (h_out - 1) + 1 : sh, q : q + sw * (w_out - 1) + 1 : sw] += window_grads(p, q)
-    return np.ascontiguousarray(dx_padded[:, :, top : top + height, left : left + width])
+            dx_padded[:, p : p + sh * (h_out - 1) + 1 : sh, q : q + sw * (w_out - 1) + 1 : sw, :] += window_grads(p, q)
+    return dx_padded[:, top : top + height, left : left + width, :].transpose(0, 3, 1, 2)
 
 
 def max_pool2d_forward(
@@ -93,17 +104,15 @@ def max_pool2d_forward(
 ) -> tuple[np.ndarray, PoolCache]:
     """Maximum of every window; ``stride`` defaults to ``kernel_size``.
 
-    Returns ``(out, cache)``; out is (N, C, H_out, W_out).
+    Returns ``(out, cache)``; out is (N, C, H_out, W_out), stored channels-last.
     """
     kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
-    x_padded = pad_spatial(x, pads, value=-np.inf)
-    windows = sliding_windows(x_padded, kernel, stride, _NO_DILATION, out_hw)  # (N, C, Ho, Wo, KH, KW)
-    window_values = windows.reshape(*windows.shape[:4], kernel[0] * kernel[1])  # (N, C, Ho, Wo, KH*KW)
+    cache = PoolCache(x.shape, kernel, stride, pads, out_hw, x.dtype)
+    window_values = _window_values(x, cache, -np.inf)  # (N, Ho, Wo, KH*KW, C)
     # argmax returns the first maximum in row-major window order: PyTorch's tie rule.
-    argmax = window_values.argmax(axis=-1)
-    out = np.take_along_axis(window_values, argmax[..., None], axis=-1)[..., 0]
-    cache = PoolCache(x.shape, kernel, stride, pads, out_hw, x.dtype, argmax.astype(np.int32))
-    return out, cache
+    cache.argmax = window_values.argmax(axis=3).astype(np.int8 if kernel[0] * kernel[1] < 128 else np.int32)
+    out = window_values.max(axis=3)  # (N, Ho, Wo, C)
+    return out.transpose(0, 3, 1, 2), cache
 
 
 def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
@@ -112,9 +121,10 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     Shape: dout (N, C, H_out, W_out) -> dx (N, C, H, W).
     """
     _check_dout(dout, cache, "max_pool2d_backward")
+    dout_nhwc = dout.transpose(0, 2, 3, 1)
     kw = cache.kernel_size[1]
     zero = dout.dtype.type(0)
-    return _scatter_windows(lambda p, q: np.where(cache.argmax == p * kw + q, dout, zero), cache.x_shape, cache)
+    return _scatter_windows(lambda p, q: np.where(cache.argmax == p * kw + q, dout_nhwc, zero), cache)
 
 
 def avg_pool2d_forward(
@@ -122,14 +132,12 @@ def avg_pool2d_forward(
 ) -> tuple[np.ndarray, PoolCache]:
     """Mean of every window, zero padding included in the count.
 
-    Returns ``(out, cache)``; out is (N, C, H_out, W_out).
+    Returns ``(out, cache)``; out is (N, C, H_out, W_out), stored channels-last.
     """
     kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "avg_pool2d")
-    x_padded = pad_spatial(x, pads)
-    windows = sliding_windows(x_padded, kernel, stride, _NO_DILATION, out_hw)  # (N, C, Ho, Wo, KH, KW)
-    out = windows.mean(axis=(4, 5), dtype=x.dtype)
     cache = PoolCache(x.shape, kernel, stride, pads, out_hw, x.dtype)
-    return out, cache
+    out = _window_values(x, cache, 0.0).mean(axis=3, dtype=x.dtype)  # (N, Ho, Wo, C)
+    return out.transpose(0, 3, 1, 2), cache
 
 
 def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
@@ -139,8 +147,8 @@ def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """
     _check_dout(dout, cache, "avg_pool2d_backward")
     kh, kw = cache.kernel_size
-    dout_share = dout / dout.dtype.type(kh * kw)
-    return _scatter_windows(lambda p, q: dout_share, cache.x_shape, cache)
+    dout_share = dout.transpose(0, 2, 3, 1) / dout.dtype.type(kh * kw)
+    return _scatter_windows(lambda p, q: dout_share, cache)
 
 
 def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:

@@ -103,10 +103,16 @@ class Conv2D(Layer):
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        return self._backward(dout, input_grad=True)
+
+    def backward_params(self, dout: np.ndarray) -> None:
+        self._backward(dout, input_grad=False)
+
+    def _backward(self, dout: np.ndarray, input_grad: bool) -> np.ndarray | None:
         dout = self.check_grad(dout)
         if self.activation is not None:
             dout = self.activation.backward(dout)
-        dx, dweight, dbias = conv2d_backward(dout, self.cache)
+        dx, dweight, dbias = conv2d_backward(dout, self.cache, input_grad=input_grad)
         self.weight.grad = dweight
         if self.bias is not None:
             self.bias.grad = dbias

@@ -13,16 +13,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from convnp._random import as_generator
 from convnp.nn.parameter import Parameter
 
 LAYER_REGISTRY: dict[str, type[Layer]] = {}
-
-
-def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """Accept a Generator, a seed or None (fresh entropy) and return a Generator."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(rng)
 
 
 class Layer:
@@ -84,6 +78,13 @@ class Layer:
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def backward_params(self, dout: np.ndarray) -> None:
+        """Fill the parameter gradients only, for the first layer of a model (nothing needs its dx).
+
+        Layers whose input gradient is costly (Conv2D) override this to skip it.
+        """
+        self.backward(dout)
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return self.forward(x, training=training)

@@ -7,7 +7,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from convnp.nn.layer import Layer, as_generator
+from convnp._random import as_generator
+from convnp.nn.layer import Layer
 from convnp.nn.parameter import Parameter
 
 # Keys PyTorch keeps in a state_dict that convnp does not need.
@@ -101,19 +102,31 @@ class Sequential:
     # ------------------------------------------------------------- computing
     def forward(self, x, training: bool = False) -> np.ndarray:
         """Run the batch through every layer. Returns the last layer's output."""
-        out = self.prepare_input(x)
-        for layer in self.layers:
-            out = layer.forward(out, training=training)
-        return out
+        return self.forward_layers(self.prepare_input(x), training)
 
     __call__ = forward
 
-    def backward(self, dlogits: np.ndarray) -> np.ndarray:
-        """Back-propagate the loss gradient; fills every ``Parameter.grad``. Returns dx."""
+    def forward_layers(self, x: np.ndarray, training: bool, stop: int | None = None) -> np.ndarray:
+        """Run a prepared batch through ``layers[:stop]``."""
+        for layer in self.layers[:stop]:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, dlogits: np.ndarray, input_grad: bool = True, stop: int | None = None) -> np.ndarray | None:
+        """Back-propagate the loss gradient; fills every ``Parameter.grad``. Returns dx.
+
+        ``stop`` matches ``forward_layers``: back-propagate from the output of
+        ``layers[stop - 1]``. With ``input_grad=False`` the input gradient is not
+        computed (None is returned), which spares the first convolution's dx.
+        """
         grad = dlogits
-        for layer in reversed(self.layers):
+        layers = self.layers[:stop]
+        for layer in reversed(layers[1:]):
             grad = layer.backward(grad)
-        return grad
+        if not input_grad:
+            layers[0].backward_params(grad)
+            return None
+        return layers[0].backward(grad)
 
     # ------------------------------------------------------------ parameters
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
@@ -219,7 +232,8 @@ class Sequential:
         line = "-" * (sum(widths) + 6)
         text = [f"Sequential: input {self.input_shape}, dtype {self.dtype}", line]
         for i, row in enumerate(rows):
-            text.append("  ".join([row[0].rjust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), row[3].rjust(widths[3])]))
+            cells = [row[0].rjust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), row[3].rjust(widths[3])]
+            text.append("  ".join(cells))
             if i == 0:
                 text.append(line)
         text += [line, f"Total parameters: {self.num_parameters():,}"]

@@ -1,0 +1,242 @@
+"""Activations: elementwise nonlinearities and softmax, as forward/backward pairs.
+
+Each op is ``X_forward(x, ...) -> (out, cache)`` and ``X_backward(dout, cache) -> dx``.
+The elementwise ops take any shape; ``softmax`` normalises along axis 1 (the
+class axis of ``(N, C)`` logits, the channel axis of ``(N, C, H, W)`` maps).
+
+Outputs keep the input's dtype. Scalar arguments such as ``alpha`` are cast to
+that dtype first: under NumPy's promotion rules a NumPy float64 scalar (unlike a
+Python float) would turn a float32 result into float64.
+
+Ops whose formula has a kink (relu, leaky_relu, elu at x = 0) use the one-sided
+derivative PyTorch uses: the ``x > 0`` branch applies only for strictly
+positive x.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "relu_forward",
+    "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "elu_forward",
+    "elu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "gaussian_forward",
+    "gaussian_backward",
+    "softmax_forward",
+    "softmax_backward",
+    "log_softmax",
+]
+
+
+def _as_float_array(x: np.ndarray, owner: str) -> np.ndarray:
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{owner}: x must be a floating-point array, got dtype {x.dtype}")
+    return x
+
+
+def _check_dout(dout: np.ndarray, shape: tuple[int, ...], owner: str) -> np.ndarray:
+    # A mismatched dout would broadcast silently and give wrong gradients.
+    dout = np.asarray(dout)
+    if dout.shape != shape:
+        raise ValueError(f"{owner}: dout must have the forward output's shape {shape}, got {dout.shape}")
+    return dout
+
+
+def _as_scalar(value: float, dtype: np.dtype, name: str, owner: str) -> np.floating:
+    try:
+        return dtype.type(float(value))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}") from error
+
+
+# ------------------------------------------------------------------- ReLU
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rectified linear unit: out = max(x, 0).
+
+    Shape:
+        x: any; out: same as x
+    """
+    x = _as_float_array(x, "relu_forward")
+    out = np.maximum(x, 0)
+    return out, x
+
+
+def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """dx = dout where x > 0, else 0."""
+    x = cache
+    dout = _check_dout(dout, x.shape, "relu_backward")
+    return np.where(x > 0, dout, dout.dtype.type(0))
+
+
+# ------------------------------------------------------------- Leaky ReLU
+def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> tuple[np.ndarray, tuple]:
+    """Leaky ReLU: out = x if x > 0 else alpha * x.
+
+    Shape:
+        x: any; out: same as x
+    """
+    x = _as_float_array(x, "leaky_relu_forward")
+    alpha = _as_scalar(alpha, x.dtype, "alpha", "leaky_relu_forward")
+    out = np.where(x > 0, x, alpha * x)
+    return out, (x, alpha)
+
+
+def leaky_relu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """dx = dout if x > 0 else alpha * dout."""
+    x, alpha = cache
+    dout = _check_dout(dout, x.shape, "leaky_relu_backward")
+    return np.where(x > 0, dout, alpha * dout)
+
+
+# -------------------------------------------------------------------- ELU
+def elu_forward(x: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, tuple]:
+    """Exponential linear unit: out = x if x > 0 else alpha * (exp(x) - 1).
+
+    Shape:
+        x: any; out: same as x
+    """
+    x = _as_float_array(x, "elu_forward")
+    alpha = _as_scalar(alpha, x.dtype, "alpha", "elu_forward")
+    # exp only of the non-positive part: exp of a large positive x would overflow
+    # in the branch np.where throws away. expm1 keeps exp(x) - 1 accurate near 0.
+    x_neg = np.minimum(x, 0)
+    with np.errstate(under="ignore"):
+        out = np.where(x > 0, x, alpha * np.expm1(x_neg))
+    return out, (x, alpha)
+
+
+def elu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """dx = dout if x > 0 else dout * alpha * exp(x).
+
+    alpha * exp(x) is recomputed from x rather than taken as out + alpha, which
+    loses all relative precision once exp(x) is far below alpha.
+    """
+    x, alpha = cache
+    dout = _check_dout(dout, x.shape, "elu_backward")
+    with np.errstate(under="ignore"):
+        return np.where(x > 0, dout, dout * (alpha * np.exp(np.minimum(x, 0))))
+
+
+# ---------------------------------------------------------------- Sigmoid
+def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic sigmoid: out = 1 / (1 + exp(-x)), computed without overflow.
+
+    With e = exp(-|x|), which lies in (0, 1] and cannot overflow:
+        out = 1 / (1 + e)   for x >= 0
+        out = e / (1 + e)   for x < 0   (the same value, multiplied through by exp(x))
+
+    Shape:
+        x: any; out: same as x
+    """
+    x = _as_float_array(x, "sigmoid_forward")
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(x))
+    out = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return out, out
+
+
+def sigmoid_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """dx = dout * out * (1 - out), since d/dx sigmoid(x) = sigmoid(x) * (1 - sigmoid(x))."""
+    out = cache
+    dout = _check_dout(dout, out.shape, "sigmoid_backward")
+    return dout * (1 - out) * out
+
+
+# ------------------------------------------------------------------- Tanh
+def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hyperbolic tangent: out = tanh(x).
+
+    Shape:
+        x: any; out: same as x
+    """
+    x = _as_float_array(x, "tanh_forward")
+    out = np.tanh(x)
+    return out, out
+
+
+def tanh_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """dx = dout * (1 - out**2), since d/dx tanh(x) = 1 - tanh(x)**2."""
+    out = cache
+    dout = _check_dout(dout, out.shape, "tanh_backward")
+    return dout * (1 - out * out)
+
+
+# --------------------------------------------------------------- Gaussian
+def gaussian_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Gaussian bump: out = exp(-x**2).
+
+    Shape:
+        x: any; out: same as x
+    """
+    x = _as_float_array(x, "gaussian_forward")
+    # For huge |x| the square overflows to inf and exp(-inf) = 0, the right limit.
+    with np.errstate(over="ignore", under="ignore"):
+        out = np.exp(-np.square(x))
+    return out, (x, out)
+
+
+def gaussian_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """dx = dout * (-2 * x * out), since d/dx exp(-x**2) = -2x exp(-x**2)."""
+    x, out = cache
+    dout = _check_dout(dout, x.shape, "gaussian_backward")
+    return dout * (-2 * x * out)
+
+
+# ---------------------------------------------------------------- Softmax
+def softmax_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax along axis 1: out[n, i] = exp(x[n, i]) / sum_j exp(x[n, j]).
+
+    Each row's own maximum is subtracted first (the result does not change):
+    the largest exponent becomes exp(0) = 1, so nothing overflows and each
+    denominator is at least 1. A global maximum would not do: a row far below
+    it would underflow to 0 / 0.
+
+    Shape:
+        x: (N, C) or (N, C, ...); out: same as x, summing to 1 along axis 1
+    """
+    x = _as_float_array(x, "softmax_forward")
+    if x.ndim < 2:
+        raise ValueError(f"softmax_forward: x must have shape (N, C, ...), got {x.shape}")
+    shifted = x - x.max(axis=1, keepdims=True)  # (N, C, ...) - (N, 1, ...)
+    with np.errstate(under="ignore"):
+        exp = np.exp(shifted)
+    out = exp / exp.sum(axis=1, keepdims=True)
+    return out, out
+
+
+def softmax_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """dx[i] = out[i] * (dout[i] - sum_j dout[j] * out[j]) along axis 1.
+
+    From the Jacobian d out[j] / d x[i] = out[j] * (delta_ij - out[i]):
+    dx[i] = sum_j dout[j] * out[j] * (delta_ij - out[i]).
+    """
+    out = cache
+    dout = _check_dout(dout, out.shape, "softmax_backward")
+    weighted_sum = (dout * out).sum(axis=1, keepdims=True)  # (N, 1, ...)
+    return out * (dout - weighted_sum)
+
+
+def log_softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
+    """log(softmax(x)) along ``axis``, without forming the softmax.
+
+    log_softmax(x)[i] = (x[i] - m) - log(sum_j exp(x[j] - m)), m = max_j x[j].
+    The sum is at least 1 (the term of the maximum), so the log never sees 0 and
+    the result is finite for any finite x, however far apart the entries are.
+
+    Shape:
+        x: any with ndim >= 1; returns: same as x
+    """
+    x = _as_float_array(x, "log_softmax")
+    shifted = x - x.max(axis=axis, keepdims=True)
+    with np.errstate(under="ignore"):
+        log_sum = np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted - log_sum

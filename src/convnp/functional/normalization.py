@@ -1,0 +1,349 @@
+"""Normalisation ops: batch norm, group norm and layer norm.
+
+All three standardise x over some set of axes and then apply a per-feature
+affine map:
+
+    x_hat = (x - mean) / sqrt(var + eps)        (var is the biased variance)
+    out   = weight * x_hat + bias
+
+They differ only in which axes the statistics are taken over:
+
+    batch norm:  per channel, over the batch and every spatial position
+    group norm:  per sample and group of C / G channels, over those channels and space
+    layer norm:  per sample, over every non-batch axis
+
+so their backward passes share one formula (``_standardize_backward``). A
+constant slice has var = 0: eps keeps 1 / sqrt(var + eps) finite, x_hat = 0 and
+nothing turns into NaN.
+
+``weight`` and ``bias`` may be None (no affine map; their gradients are None).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "batch_norm_forward",
+    "batch_norm_backward",
+    "group_norm_forward",
+    "group_norm_backward",
+    "layer_norm_forward",
+    "layer_norm_backward",
+]
+
+
+# ------------------------------------------------------------------ helpers
+def _check_x(x: np.ndarray, owner: str) -> np.ndarray:
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{owner}: x must be a floating-point array, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"{owner}: x must have shape (N, C, ...), got {x.shape}")
+    return x
+
+
+def _check_param(
+    value: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype, name: str, owner: str
+) -> np.ndarray | None:
+    if value is None:
+        return None
+    value = np.asarray(value)
+    if value.shape != shape:
+        raise ValueError(f"{owner}: {name} must have shape {shape} for x, got {value.shape}")
+    if value.dtype != dtype:
+        # A float64 weight would silently promote a float32 output.
+        raise TypeError(f"{owner}: {name} dtype {value.dtype} differs from x dtype {dtype}")
+    return value
+
+
+def _check_eps(eps: float, owner: str) -> float:
+    if not eps > 0:
+        raise ValueError(f"{owner}: eps must be > 0, got {eps!r}")
+    return float(eps)
+
+
+def _check_dout(dout: np.ndarray, shape: tuple[int, ...], owner: str) -> np.ndarray:
+    dout = np.asarray(dout)
+    if dout.shape != shape:
+        raise ValueError(f"{owner}: dout must have the forward output's shape {shape}, got {dout.shape}")
+    return dout
+
+
+def _affine(x_hat: np.ndarray, weight, bias, param_shape: tuple[int, ...]) -> np.ndarray:
+    """out = weight * x_hat + bias, with weight and bias reshaped to broadcast."""
+    out = x_hat if weight is None else x_hat * weight.reshape(param_shape)
+    return out if bias is None else out + bias.reshape(param_shape)
+
+
+def _affine_backward(dout, x_hat, weight, has_bias, sum_axes, param_shape):
+    """Gradients of out = weight * x_hat + bias: (dx_hat, dweight, dbias)."""
+    dbias = dout.sum(axis=sum_axes) if has_bias else None
+    if weight is None:
+        return dout, None, dbias
+    dweight = (dout * x_hat).sum(axis=sum_axes)
+    dx_hat = dout * weight.reshape(param_shape)
+    return dx_hat, dweight, dbias
+
+
+def _standardize_backward(
+    dx_hat: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, axes: int | tuple[int, ...]
+) -> np.ndarray:
+    """dx for x_hat = (x - mean) * inv_std, mean and biased var taken over ``axes``.
+
+    With m values in each slice, d mean / dx = 1/m and d var / dx = 2 (x - mean) / m,
+    so the three paths from x to x_hat (direct, through the mean, through the
+    variance) sum to
+
+        dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))
+
+    where both means run over ``axes`` (the same slice the statistics used).
+    """
+    mean_dx_hat = dx_hat.mean(axis=axes, keepdims=True)
+    mean_dx_hat_x_hat = (dx_hat * x_hat).mean(axis=axes, keepdims=True)
+    return inv_std * (dx_hat - mean_dx_hat - x_hat * mean_dx_hat_x_hat)
+
+
+# --------------------------------------------------------------- batch norm
+def batch_norm_forward(
+    x: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    training: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> tuple[np.ndarray, dict]:
+    """Batch normalisation over the batch (and spatial) axes, per channel.
+
+    Training (or when no running statistics are given): each channel c is
+    standardised with the batch's own statistics over its m = N*H*W values,
+
+        mean[c] = sum x[:, c] / m,   var[c] = sum (x[:, c] - mean[c])**2 / m  (biased)
+
+    and, in training, the running statistics are updated in place as PyTorch does:
+
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var  = (1 - momentum) * running_var  + momentum * var * m / (m - 1)
+
+    (the running variance tracks the unbiased estimate). Inference uses the
+    running statistics in place of the batch's. Then
+
+        out = weight * (x - mean) / sqrt(var + eps) + bias
+
+    Shape:
+        x: (N, C) or (N, C, H, W) (any (N, C, ...))
+        weight, bias, running_mean, running_var: (C,)
+        out: same as x
+
+    Raises ``ValueError`` in training when a channel has a single value (no
+    variance to estimate), as PyTorch does.
+    """
+    owner = "batch_norm_forward"
+    x = _check_x(x, owner)
+    channels = x.shape[1]
+    weight = _check_param(weight, (channels,), x.dtype, "weight", owner)
+    bias = _check_param(bias, (channels,), x.dtype, "bias", owner)
+    eps = _check_eps(eps, owner)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{owner}: give both running_mean and running_var, or neither")
+    for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
+        if stat is not None and (not isinstance(stat, np.ndarray) or stat.shape != (channels,)):
+            raise ValueError(
+                f"{owner}: {name} must be an ndarray of shape ({channels},) (it is updated "
+                f"in place), got {getattr(stat, 'shape', type(stat).__name__)}"
+            )
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"{owner}: momentum must be in [0, 1], got {momentum!r}")
+
+    sum_axes = (0, *range(2, x.ndim))  # every axis but the channel axis
+    param_shape = (1, channels) + (1,) * (x.ndim - 2)  # (1, C) or (1, C, 1, 1)
+    use_batch_stats = training or running_mean is None
+    if use_batch_stats:
+        count = x.size // channels  # m = N * H * W values per channel
+        if training and count < 2:
+            raise ValueError(
+                f"{owner}: training needs more than one value per channel to estimate a "
+                f"variance, got x of shape {x.shape}"
+            )
+        mean = x.mean(axis=sum_axes)  # (C,)
+        var = x.var(axis=sum_axes)  # (C,), biased: the batch is normalised by its own spread
+        if training and running_mean is not None:
+            unbiased_var = var * (count / (count - 1))
+            running_mean[...] = momentum * mean + (1 - momentum) * running_mean
+            running_var[...] = momentum * unbiased_var + (1 - momentum) * running_var
+    else:
+        # The buffers may be kept in another precision; compute in x's dtype.
+        mean = running_mean.astype(x.dtype, copy=False)
+        var = running_var.astype(x.dtype, copy=False)
+
+    inv_std = 1 / np.sqrt(var + eps)  # (C,)
+    x_hat = (x - mean.reshape(param_shape)) * inv_std.reshape(param_shape)
+    out = _affine(x_hat, weight, bias, param_shape)
+    cache = {
+        "x_hat": x_hat,
+        "inv_std": inv_std.reshape(param_shape),
+        "weight": weight,
+        "has_bias": bias is not None,
+        "batch_stats": use_batch_stats,
+    }
+    return out, cache
+
+
+def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Gradients of batch norm.
+
+    dbias   = sum over (N, H, W) of dout
+    dweight = sum over (N, H, W) of dout * x_hat
+    dx_hat  = dout * weight
+    with batch statistics (mean and var depend on x):
+        dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))
+    with running statistics (constants, so the op is affine in x):
+        dx = dx_hat * inv_std = dout * weight / sqrt(running_var + eps)
+
+    Shape:
+        dout, dx: same as x; dweight, dbias: (C,)
+    """
+    x_hat = cache["x_hat"]
+    dout = _check_dout(dout, x_hat.shape, "batch_norm_backward")
+    sum_axes = (0, *range(2, x_hat.ndim))
+    dx_hat, dweight, dbias = _affine_backward(
+        dout, x_hat, cache["weight"], cache["has_bias"], sum_axes, cache["inv_std"].shape
+    )
+    if cache["batch_stats"]:
+        dx = _standardize_backward(dx_hat, x_hat, cache["inv_std"], sum_axes)
+    else:
+        dx = dx_hat * cache["inv_std"]
+    return dx, dweight, dbias
+
+
+# --------------------------------------------------------------- group norm
+def group_norm_forward(
+    x: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    num_groups: int,
+    eps: float = 1e-5,
+) -> tuple[np.ndarray, dict]:
+    """Group normalisation: per sample, standardise each group of C / G channels.
+
+    The C channels split into G consecutive groups; the statistics of sample n
+    and group g run over its C/G channels and every spatial position:
+
+        x_hat = (x - mean[n, g]) / sqrt(var[n, g] + eps)
+        out[:, c] = weight[c] * x_hat[:, c] + bias[c]
+
+    G = 1 is layer norm with a per-channel affine map; G = C is instance norm.
+    The batch size does not enter: training and inference compute the same thing.
+
+    Shape:
+        x: (N, C, ...), C divisible by G
+        weight, bias: (C,)
+        out: same as x
+    """
+    owner = "group_norm_forward"
+    x = _check_x(x, owner)
+    batch, channels = x.shape[:2]
+    if not isinstance(num_groups, (int, np.integer)) or isinstance(num_groups, bool):
+        raise TypeError(f"{owner}: num_groups must be an int, got {num_groups!r}")
+    if num_groups < 1 or channels % num_groups != 0:
+        raise ValueError(
+            f"{owner}: num_groups={num_groups} must be >= 1 and divide the {channels} channels "
+            f"of x with shape {x.shape}"
+        )
+    weight = _check_param(weight, (channels,), x.dtype, "weight", owner)
+    bias = _check_param(bias, (channels,), x.dtype, "bias", owner)
+    eps = _check_eps(eps, owner)
+
+    x_groups = x.reshape(batch, num_groups, -1)  # (N, G, C/G * H * W)
+    mean = x_groups.mean(axis=2, keepdims=True)  # (N, G, 1)
+    var = x_groups.var(axis=2, keepdims=True)  # (N, G, 1), biased
+    inv_std = 1 / np.sqrt(var + eps)  # (N, G, 1)
+    x_hat = ((x_groups - mean) * inv_std).reshape(x.shape)  # back to (N, C, ...)
+    param_shape = (1, channels) + (1,) * (x.ndim - 2)
+    out = _affine(x_hat, weight, bias, param_shape)
+    cache = {
+        "x_hat": x_hat,
+        "inv_std": inv_std,
+        "weight": weight,
+        "has_bias": bias is not None,
+        "num_groups": num_groups,
+    }
+    return out, cache
+
+
+def group_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Gradients of group norm.
+
+    dbias   = sum over (N, H, W) of dout
+    dweight = sum over (N, H, W) of dout * x_hat
+    dx      = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)),
+              dx_hat = dout * weight, means over each (sample, group) slice
+
+    Shape:
+        dout, dx: same as x; dweight, dbias: (C,)
+    """
+    x_hat = cache["x_hat"]
+    dout = _check_dout(dout, x_hat.shape, "group_norm_backward")
+    batch, channels = x_hat.shape[:2]
+    sum_axes = (0, *range(2, x_hat.ndim))
+    param_shape = (1, channels) + (1,) * (x_hat.ndim - 2)
+    dx_hat, dweight, dbias = _affine_backward(dout, x_hat, cache["weight"], cache["has_bias"], sum_axes, param_shape)
+    group_shape = (batch, cache["num_groups"], -1)  # (N, G, C/G * H * W)
+    dx = _standardize_backward(dx_hat.reshape(group_shape), x_hat.reshape(group_shape), cache["inv_std"], axes=2)
+    return dx.reshape(x_hat.shape), dweight, dbias
+
+
+# --------------------------------------------------------------- layer norm
+def layer_norm_forward(
+    x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float = 1e-5
+) -> tuple[np.ndarray, dict]:
+    """Layer normalisation: standardise each sample over all its non-batch axes.
+
+    With D = prod(x.shape[1:]) values per sample n:
+
+        x_hat[n] = (x[n] - mean[n]) / sqrt(var[n] + eps)
+        out[n]   = weight * x_hat[n] + bias        (elementwise, weight shaped like a sample)
+
+    This is ``torch.nn.LayerNorm(x.shape[1:])``.
+
+    Shape:
+        x: (N, ...)
+        weight, bias: x.shape[1:]
+        out: same as x
+    """
+    owner = "layer_norm_forward"
+    x = _check_x(x, owner)
+    sample_shape = x.shape[1:]
+    weight = _check_param(weight, sample_shape, x.dtype, "weight", owner)
+    bias = _check_param(bias, sample_shape, x.dtype, "bias", owner)
+    eps = _check_eps(eps, owner)
+
+    x_rows = x.reshape(x.shape[0], -1)  # (N, D)
+    mean = x_rows.mean(axis=1, keepdims=True)  # (N, 1)
+    var = x_rows.var(axis=1, keepdims=True)  # (N, 1), biased
+    inv_std = 1 / np.sqrt(var + eps)  # (N, 1)
+    x_hat = ((x_rows - mean) * inv_std).reshape(x.shape)  # back to (N, ...)
+    out = _affine(x_hat, weight, bias, (1, *sample_shape))
+    cache = {"x_hat": x_hat, "inv_std": inv_std, "weight": weight, "has_bias": bias is not None}
+    return out, cache
+
+
+def layer_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Gradients of layer norm.
+
+    dbias   = sum over N of dout
+    dweight = sum over N of dout * x_hat
+    dx      = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)),
+              dx_hat = dout * weight, means over each sample's D values
+
+    Shape:
+        dout, dx: same as x; dweight, dbias: x.shape[1:]
+    """
+    x_hat = cache["x_hat"]
+    dout = _check_dout(dout, x_hat.shape, "layer_norm_backward")
+    dx_hat, dweight, dbias = _affine_backward(dout, x_hat, cache["weight"], cache["has_bias"], 0, (1, *x_hat.shape[1:]))
+    rows = (x_hat.shape[0], -1)  # (N, D)
+    dx = _standardize_backward(dx_hat.reshape(rows), x_hat.reshape(rows), cache["inv_std"], axes=1)
+    return dx.reshape(x_hat.shape), dweight, dbias

@@ -1,0 +1,229 @@
+"""Normalisation layers: BatchNorm1D, BatchNorm2D, GroupNorm, LayerNorm.
+
+Thin wrappers over ``convnp.functional.normalization``. Each holds the affine
+``weight`` (ones) and ``bias`` (zeros), named as PyTorch names them so a
+state_dict moves across unchanged. Batch norm also keeps the buffers
+``running_mean`` (zeros) and ``running_var`` (ones), updated in place by every
+training-mode forward pass and used in inference.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from convnp.functional.normalization import (
+    batch_norm_backward,
+    batch_norm_forward,
+    group_norm_backward,
+    group_norm_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+)
+from convnp.nn.layer import Layer
+from convnp.nn.parameter import Parameter
+
+__all__ = ["BatchNorm1D", "BatchNorm2D", "GroupNorm", "LayerNorm"]
+
+
+def _check_eps(eps: float, owner: str) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"{owner}: eps must be a positive number, got {eps!r}")
+    return float(eps)
+
+
+class _Normalization(Layer):
+    """Shared parts: the affine parameters and writing their gradients."""
+
+    param_names = ("weight", "bias")
+
+    def __init__(self, eps: float) -> None:
+        super().__init__()
+        self.eps = _check_eps(eps, self.name)
+        self.weight: Parameter | None = None
+        self.bias: Parameter | None = None
+
+    def _check_rank(self, input_shape: tuple[int, ...]) -> None:
+        if len(input_shape) < 1:
+            raise ValueError(f"{self.name}: expected a per-sample input of shape (C, ...), got {input_shape}")
+
+    def _build_affine(self, shape: tuple[int, ...]) -> None:
+        self.weight = Parameter(np.ones(shape, dtype=self.dtype), "weight")
+        self.bias = Parameter(np.zeros(shape, dtype=self.dtype), "bias")
+
+    def _set_grads(self, dweight: np.ndarray, dbias: np.ndarray) -> None:
+        self.weight.grad = dweight
+        self.bias.grad = dbias
+
+
+class _BatchNorm(_Normalization):
+    """Batch norm over per-sample shapes of ``sample_ndim`` axes, channels first."""
+
+    buffer_names = ("running_mean", "running_var")
+    sample_ndim = 1
+    layout = "(C,)"
+    other = ""
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, num_features: int | None = None) -> None:
+        super().__init__(eps)
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+            raise TypeError(f"{self.name}: momentum must be a number in [0, 1], got {momentum!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"{self.name}: momentum must be in [0, 1], got {momentum!r}")
+        if num_features is not None and (
+            isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1
+        ):
+            raise ValueError(f"{self.name}: num_features must be a positive int, got {num_features!r}")
+        self.momentum = float(momentum)
+        self.num_features = None if num_features is None else int(num_features)
+        self.running_mean: np.ndarray | None = None
+        self.running_var: np.ndarray | None = None
+
+    def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        if len(input_shape) != self.sample_ndim:
+            raise ValueError(
+                f"{self.name}: expected a per-sample input of shape {self.layout}, got {input_shape}{self.other}"
+            )
+        channels = input_shape[0]
+        if self.num_features is not None and self.num_features != channels:
+            raise ValueError(
+                f"{self.name}: num_features={self.num_features} was given but the input has {channels} channels"
+            )
+        self.num_features = channels
+        self._build_affine((channels,))
+        self.running_mean = np.zeros(channels, dtype=self.dtype)
+        # Ones, not zeros: an inference pass before any training must not divide by sqrt(eps).
+        self.running_var = np.ones(channels, dtype=self.dtype)
+        return input_shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self.check_input(x)
+        out, self.cache = batch_norm_forward(
+            x,
+            self.weight.data,
+            self.bias.data,
+            self.running_mean,
+            self.running_var,
+            training=training,
+            momentum=self.momentum,
+            eps=self.eps,
+        )
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dweight, dbias = batch_norm_backward(self.check_grad(dout), self.cache)
+        self._set_grads(dweight, dbias)
+        return dx
+
+    def get_config(self) -> dict:
+        return {"momentum": self.momentum, "eps": self.eps, "num_features": self.num_features}
+
+
+class BatchNorm1D(_BatchNorm):
+    """Batch normalisation of feature vectors, per feature over the batch.
+
+    Training: out = weight * (x - mean_batch) / sqrt(var_batch + eps) + bias,
+    and running_mean/running_var move towards the batch's statistics by
+    ``momentum`` (running_var towards the unbiased variance), as in PyTorch.
+    Inference: the running statistics replace the batch's.
+
+    Shape:
+        x: (N, C); weight, bias, running_mean, running_var: (C,); out: (N, C)
+    """
+
+    sample_ndim = 1
+    layout = "(features,)"
+    other = "; use BatchNorm2D for (C, H, W) inputs"
+
+
+class BatchNorm2D(_BatchNorm):
+    """Spatial batch normalisation, per channel over the batch and all positions.
+
+    The formulas of BatchNorm1D with the statistics of channel c taken over its
+    N * H * W values.
+
+    Shape:
+        x: (N, C, H, W); weight, bias, running_mean, running_var: (C,); out: (N, C, H, W)
+    """
+
+    sample_ndim = 3
+    layout = "(C, H, W)"
+    other = "; use BatchNorm1D for (features,) inputs"
+
+
+class GroupNorm(_Normalization):
+    """Group normalisation: per sample, each group of C / num_groups channels is
+    standardised over its channels and positions, then scaled per channel.
+
+    out = weight[c] * (x - mean[n, g]) / sqrt(var[n, g] + eps) + bias[c]
+
+    The same computation in training and inference (no running statistics).
+
+    Shape:
+        x: (N, C, ...), C divisible by num_groups; weight, bias: (C,); out: same as x
+    """
+
+    def __init__(self, num_groups: int, eps: float = 1e-5) -> None:
+        super().__init__(eps)
+        if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)):
+            raise TypeError(f"{self.name}: num_groups must be a positive int, got {num_groups!r}")
+        if num_groups < 1:
+            raise ValueError(f"{self.name}: num_groups must be a positive int, got {num_groups!r}")
+        self.num_groups = int(num_groups)
+
+    def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        self._check_rank(input_shape)
+        channels = input_shape[0]
+        if channels % self.num_groups != 0:
+            raise ValueError(
+                f"{self.name}: num_groups={self.num_groups} does not divide the {channels} "
+                f"channels of input shape {input_shape}"
+            )
+        self._build_affine((channels,))
+        return input_shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self.check_input(x)
+        out, self.cache = group_norm_forward(x, self.weight.data, self.bias.data, self.num_groups, eps=self.eps)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dweight, dbias = group_norm_backward(self.check_grad(dout), self.cache)
+        self._set_grads(dweight, dbias)
+        return dx
+
+    def get_config(self) -> dict:
+        return {"num_groups": self.num_groups, "eps": self.eps}
+
+
+class LayerNorm(_Normalization):
+    """Layer normalisation: each sample standardised over all its values, then an
+    elementwise affine map (``torch.nn.LayerNorm(input_shape)``).
+
+    out[n] = weight * (x[n] - mean[n]) / sqrt(var[n] + eps) + bias
+
+    Shape:
+        x: (N, ...); weight, bias: per-sample shape x.shape[1:]; out: same as x
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__(eps)
+
+    def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        self._check_rank(input_shape)
+        self._build_affine(input_shape)
+        return input_shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self.check_input(x)
+        out, self.cache = layer_norm_forward(x, self.weight.data, self.bias.data, eps=self.eps)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dweight, dbias = layer_norm_backward(self.check_grad(dout), self.cache)
+        self._set_grads(dweight, dbias)
+        return dx
+
+    def get_config(self) -> dict:
+        return {"eps": self.eps}
