@@ -143,3 +143,15 @@ def test_pool_errors_name_the_op():
         max_pool2d_forward(np.zeros((4, 4)), 2)
     with pytest.raises(TypeError, match="max_pool2d"):
         max_pool2d_forward(np.zeros((1, 1, 4, 4), dtype=np.int64), 2)
+
+
+def test_max_pool_nan_matches_torch():
+    torch = pytest.importorskip("torch")
+    x = np.array([[[[np.nan, 4.0], [np.nan, 0.0]], [[1.0, np.nan], [3.0, 2.0]], [[1.0, 2.0], [3.0, 0.0]]]])
+    out, cache = max_pool2d_forward(x, 2)
+    dout = np.array([[[[2.0]], [[5.0]], [[7.0]]]])
+    x_t = torch.tensor(x, requires_grad=True)
+    out_t = torch.nn.functional.max_pool2d(x_t, 2)
+    out_t.backward(torch.tensor(dout))
+    np.testing.assert_array_equal(out, out_t.detach().numpy())
+    np.testing.assert_array_equal(max_pool2d_backward(dout, cache), x_t.grad.numpy())

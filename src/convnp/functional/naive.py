@@ -239,7 +239,8 @@ def max_pool2d_forward(
     Tie rule: the window is scanned in row-major order (p, then q) and a value
     replaces the current best only when it is strictly greater, so the first
     maximum wins. The backward pass sends the gradient to that one input only.
-    A NaN beats every number (as in PyTorch), so a NaN in a window propagates.
+    A NaN replaces whatever is the best so far (PyTorch's CPU rule), so a NaN in
+    a window propagates and, with several, the gradient goes to the last one.
 
     Shape:
         x:   (N, C, H, W)
@@ -276,9 +277,9 @@ def max_pool2d_forward(
 
 
 def _beats(value: np.floating, best: np.floating) -> bool:
-    """Whether ``value`` replaces ``best`` as a window's maximum: strictly greater, or a
-    first NaN (NaN is treated as larger than any number, as PyTorch does)."""
-    return bool(value > best or (np.isnan(value) and not np.isnan(best)))
+    """Whether ``value`` replaces ``best`` as a window's maximum: strictly greater, or
+    any NaN (PyTorch's CPU kernel tests ``value > best || isnan(value)``)."""
+    return bool(value > best or np.isnan(value))
 
 
 def max_pool2d_backward(dout: np.ndarray, cache: NaivePoolCache) -> np.ndarray:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_channels_last, pair, sliding_windows
+from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_channels_last, pair
 
 __all__ = [
     "max_pool2d_forward",
@@ -70,15 +70,21 @@ def _pool_geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, 
     return kernel, stride, pads, out_hw
 
 
-def _window_values(x: np.ndarray, cache: PoolCache, pad_value: float) -> np.ndarray:
-    """Every window's entries, gathered channels-last.
+def _window_offsets(x: np.ndarray, cache: PoolCache, pad_value: float):
+    """Yield ``(k, values)`` for every kernel offset k = p*KW + q, in row-major order.
 
-    Shape: x (N, C, H, W) -> (N, H_out, W_out, KH*KW, C)
+    ``values[n, i, j, c] = x_padded[n, i*SH + p, j*SW + q, c]``: the entry at
+    offset (p, q) of every window, as a strided view of the channels-last
+    input (no copy). Looping over the KH*KW offsets instead of gathering whole
+    windows keeps every pass a simple elementwise op over an output-sized array.
+
+    Shape: x (N, C, H, W) -> values (N, H_out, W_out, C)
     """
     x_padded = pad_channels_last(x.transpose(0, 2, 3, 1), cache.pads, pad_value)  # (N, Hp, Wp, C)
-    windows = sliding_windows(x_padded, cache.kernel_size, cache.stride, _NO_DILATION, cache.out_hw)
-    n, h_out, w_out, kh, kw, channels = windows.shape
-    return windows.reshape(n, h_out, w_out, kh * kw, channels)
+    (kh, kw), (sh, sw), (h_out, w_out) = cache.kernel_size, cache.stride, cache.out_hw
+    for p in range(kh):
+        for q in range(kw):
+            yield p * kw + q, x_padded[:, p : p + sh * (h_out - 1) + 1 : sh, q : q + sw * (w_out - 1) + 1 : sw, :]
 
 
 def _scatter_windows(window_grads, cache: PoolCache) -> np.ndarray:
@@ -108,10 +114,22 @@ def max_pool2d_forward(
     """
     kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
     cache = PoolCache(x.shape, kernel, stride, pads, out_hw, x.dtype)
-    window_values = _window_values(x, cache, -np.inf)  # (N, Ho, Wo, KH*KW, C)
-    # argmax returns the first maximum in row-major window order: PyTorch's tie rule.
-    cache.argmax = window_values.argmax(axis=3).astype(np.int8 if kernel[0] * kernel[1] < 128 else np.int32)
-    out = window_values.max(axis=3)  # (N, Ho, Wo, C)
+    offsets = _window_offsets(x, cache, -np.inf)
+    _, first = next(offsets)
+    out = first.copy()  # (N, Ho, Wo, C): the running maximum
+    argmax = np.zeros(out.shape, dtype=np.int8 if kernel[0] * kernel[1] < 128 else np.int32)
+    for k, values in offsets:
+        # Strictly greater: on a tie the earlier offset keeps the gradient (PyTorch's rule).
+        better = values > out
+        np.copyto(out, values, where=better)
+        np.copyto(argmax, k, where=better)
+    if np.isnan(out).any():
+        # PyTorch lets a NaN win over any number (and a later NaN over an earlier one).
+        for k, values in _window_offsets(x, cache, -np.inf):
+            nan = np.isnan(values)
+            np.copyto(out, values, where=nan)
+            np.copyto(argmax, k, where=nan)
+    cache.argmax = argmax
     return out.transpose(0, 3, 1, 2), cache
 
 
@@ -136,7 +154,12 @@ def avg_pool2d_forward(
     """
     kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "avg_pool2d")
     cache = PoolCache(x.shape, kernel, stride, pads, out_hw, x.dtype)
-    out = _window_values(x, cache, 0.0).mean(axis=3, dtype=x.dtype)  # (N, Ho, Wo, C)
+    offsets = _window_offsets(x, cache, 0.0)
+    _, first = next(offsets)
+    out = first.copy()  # (N, Ho, Wo, C): the running window sum
+    for _, values in offsets:
+        out += values
+    out *= x.dtype.type(1.0 / (kernel[0] * kernel[1]))
     return out.transpose(0, 3, 1, 2), cache
 
 

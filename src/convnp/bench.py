@@ -1,0 +1,312 @@
+"""Throughput of convnp against PyTorch on the same networks, in one process.
+
+    python benchmarks/bench_vs_torch.py            (or: convnp bench)
+    python benchmarks/bench_vs_torch.py --quick    (fewer, shorter repeats)
+
+For each network (``mnist_cnn`` 1x28x28, ``lenet5`` 1x28x28, ``convnet_bn``
+3x32x32) both libraries get the same weights. A training step is forward +
+softmax cross-entropy + backward + plain SGD update, in float32. The two
+libraries are timed alternately (convnp, torch, convnp, torch, ...), each
+repeat running for at least ``--seconds`` after a warm-up, and the median of
+the repeats is reported, so machine noise hits both alike. PyTorch gets as
+many threads as NumPy's BLAS has.
+
+Also printed: each library's peak RSS for a batch-256 training step
+(measured in separate child processes, so neither pays for the other's
+imports), the machine's float32 GEMM peak (a 2048x2048 matmul), every
+convolution's forward GFLOP/s as a fraction of that peak, and where convnp's
+time goes, layer by layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from convnp.models import build_model
+from convnp.nn import Conv2D
+from convnp.optim import SGD
+from convnp.training import train_step
+
+NETWORKS = {
+    "mnist_cnn": ("mnist_cnn", (1, 28, 28), {}),
+    "lenet5": ("lenet5", (1, 28, 28), {}),
+    "cifar_bn": ("convnet_bn", (3, 32, 32), {"blocks": 3}),
+}
+
+
+def blas_threads() -> int:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count() or 1))
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return counts[0] if counts else 1
+
+
+def gemm_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """float32 GFLOP/s of one large square matmul: the ceiling every conv is measured against."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / min(times) / 1e9
+
+
+def make_models(network: str, seed: int = 0):
+    name, shape, kwargs = NETWORKS[network]
+    model = build_model(name, shape, num_classes=10, seed=seed, **kwargs)
+    return model, shape
+
+
+def random_batch(shape, batch: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, *shape), dtype=np.float32), rng.integers(0, 10, batch)
+
+
+def convnp_train_step(model, batch):
+    x, y = batch
+    optimizer = SGD(model.parameters(), lr=0.01)
+    return lambda: train_step(model, optimizer, x, y, "cross_entropy", 0.0, None)
+
+
+def convnp_inference(model, batch):
+    x, _ = batch
+    return lambda: model.forward_layers(x, training=False)
+
+
+def torch_train_step(torch, module, batch):
+    x, y = (torch.from_numpy(batch[0]), torch.from_numpy(batch[1]))
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
+    module.train()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(module(x), y)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def torch_inference(torch, module, batch):
+    x = torch.from_numpy(batch[0])
+
+    def infer():
+        module.eval()
+        with torch.inference_mode():
+            module(x)
+
+    return infer
+
+
+def images_per_second(fn, batch_size: int, min_seconds: float) -> float:
+    count, start = 0, time.perf_counter()
+    while True:
+        fn()
+        count += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return count * batch_size / elapsed
+
+
+def interleaved(fns: dict, batch_size: int, repeats: int, min_seconds: float) -> dict[str, float]:
+    """Median img/s of each function, timed in alternation."""
+    for fn in fns.values():  # warm-up: allocations, BLAS thread start-up
+        images_per_second(fn, batch_size, min_seconds / 4)
+    results = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            results[name].append(images_per_second(fn, batch_size, min_seconds))
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, float]]:
+    """Milliseconds per layer for forward (training mode) and backward, averaged over ``steps``."""
+    from convnp.functional.losses import softmax_cross_entropy
+
+    x, y = batch
+    forward = np.zeros(len(model.layers))
+    backward = np.zeros(len(model.layers))
+    for step in range(steps + 1):
+        out = x
+        times_f, times_b = [], []
+        for layer in model.layers:
+            start = time.perf_counter()
+            out = layer.forward(out, training=True)
+            times_f.append(time.perf_counter() - start)
+        _, grad = softmax_cross_entropy(out, y)
+        for index in range(len(model.layers) - 1, -1, -1):
+            start = time.perf_counter()
+            if index == 0:
+                model.layers[0].backward_params(grad)
+            else:
+                grad = model.layers[index].backward(grad)
+            times_b.append(time.perf_counter() - start)
+        if step:  # the first pass is a warm-up
+            forward += times_f
+            backward += times_b[::-1]
+    return [(layer.short_repr(), 1e3 * f / steps, 1e3 * b / steps) for layer, f, b in zip(model.layers, forward, backward)]
+
+
+def conv_gflops(model, batch, repeats: int = 10) -> list[tuple[str, float]]:
+    """Forward GFLOP/s of every Conv2D (2 * N * H_out * W_out * F * C/G * KH * KW flops), inference mode."""
+    x, _ = batch
+    results = []
+    out = x
+    for layer in model.layers:
+        if isinstance(layer, Conv2D):
+            _, h_out, w_out = layer.output_shape
+            flops = 2 * len(x) * h_out * w_out * layer.out_channels * layer.weight.data[0].size
+            layer.forward(out)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                layer.forward(out)
+                times.append(time.perf_counter() - start)
+            results.append((layer.short_repr(), flops / statistics.median(times) / 1e9))
+        out = layer.forward(out)
+    return results
+
+
+def peak_rss_mb(library: str, network: str, batch_size: int) -> float | None:
+    """Peak resident memory of a child process that imports only ``library`` and trains a few steps."""
+    command = [sys.executable, "-m", "convnp.bench", "--rss-child", library, "--networks", network,
+               "--batch", str(batch_size)]  # fmt: skip
+    try:
+        output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600).stdout
+        return json.loads(output.strip().splitlines()[-1])["peak_rss_mb"]
+    except (subprocess.SubprocessError, ValueError, KeyError, IndexError):
+        return None
+
+
+def rss_child(library: str, network: str, batch_size: int) -> None:
+    model, shape = make_models(network)
+    batch = random_batch(shape, batch_size)
+    if library == "convnp":
+        step, infer = convnp_train_step(model, batch), convnp_inference(model, batch)
+    else:
+        import torch
+
+        from convnp.interop import to_torch
+
+        torch.set_num_threads(blas_threads())
+        module = to_torch(model)
+        step, infer = torch_train_step(torch, module, batch), torch_inference(torch, module, batch)
+    for _ in range(5):
+        step()
+        infer()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    print(json.dumps({"peak_rss_mb": peak}))
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for index, row in enumerate(cells):
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if index == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="convnp bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--networks", default=",".join(NETWORKS), help=f"comma-separated, from {list(NETWORKS)}")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="minimum seconds per repeat")
+    parser.add_argument("--quick", action="store_true", help="3 repeats of 0.5 s: a rough look in a minute")
+    parser.add_argument("--no-torch", action="store_true", help="time convnp alone")
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-memory child processes")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=256, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        rss_child(args.rss_child, args.networks, args.batch)
+        return 0
+    if args.quick:
+        args.repeats, args.seconds = 3, 0.5
+    networks = [n.strip() for n in args.networks.split(",") if n.strip()]
+    unknown = [n for n in networks if n not in NETWORKS]
+    if unknown:
+        parser.error(f"unknown networks {unknown}; choose from {list(NETWORKS)}")
+
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("PyTorch is not installed: timing convnp alone (pip install torch for the comparison).")
+    threads = blas_threads()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    peak = gemm_peak_gflops()
+    print(f"numpy {np.__version__}, BLAS threads {threads}"
+          + (f", torch {torch.__version__} with {torch.get_num_threads()} threads" if torch else ""))  # fmt: skip
+    print(f"float32 GEMM peak (2048x2048 matmul): {peak:.1f} GFLOP/s")
+    print(f"median of {args.repeats} interleaved repeats of >= {args.seconds:g} s each; img/s, higher is better\n")
+
+    rows = []
+    details = {}
+    for network in networks:
+        model, shape = make_models(network)
+        module = None
+        if torch is not None:
+            from convnp.interop import to_torch
+
+            module = to_torch(model)
+        for label, batch_size, kind in (("train B=64", 64, "train"), ("train B=256", 256, "train"),
+                                        ("infer B=256", 256, "infer")):  # fmt: skip
+            batch = random_batch(shape, batch_size)
+            fns = {"convnp": (convnp_train_step if kind == "train" else convnp_inference)(model, batch)}
+            if module is not None:
+                fns["torch"] = (torch_train_step if kind == "train" else torch_inference)(torch, module, batch)
+            speed = interleaved(fns, batch_size, args.repeats, args.seconds)
+            ratio = speed["convnp"] / speed["torch"] if "torch" in speed else float("nan")
+            rows.append([network, label, f"{speed['convnp']:.0f}", f"{speed.get('torch', float('nan')):.0f}",
+                         f"{ratio:.2f}"])  # fmt: skip
+            print_partial(rows[-1])
+        details[network] = (layer_breakdown(model, random_batch(shape, 64)), conv_gflops(model, random_batch(shape, 256)))
+
+    print()
+    print_table(["network", "measurement", "convnp img/s", "torch img/s", "ratio"], rows)
+
+    if not args.no_rss:
+        print("\npeak RSS, batch-256 training step, separate processes:")
+        rss_rows = []
+        for network in networks:
+            mine = peak_rss_mb("convnp", network, 256)
+            theirs = peak_rss_mb("torch", network, 256) if torch is not None else None
+            fmt = lambda v: "n/a" if v is None else f"{v:.0f} MB"  # noqa: E731
+            ratio = f"{mine / theirs:.2f}" if mine and theirs else "n/a"
+            rss_rows.append([network, fmt(mine), fmt(theirs), ratio])
+        print_table(["network", "convnp", "torch", "ratio"], rss_rows)
+
+    for network, (breakdown, gflops) in details.items():
+        print(f"\n{network}: convolution forward at batch 256 (inference), share of the GEMM peak")
+        print_table(["layer", "GFLOP/s", "of peak"], [[n, f"{g:.1f}", f"{g / peak:.0%}"] for n, g in gflops])
+        total = sum(f + b for _, f, b in breakdown)
+        print(f"\n{network}: where a batch-64 training step goes (convnp, ms; SGD update and loss not included)")
+        print_table(["layer", "forward", "backward", "share"],
+                    [[n, f"{f:.2f}", f"{b:.2f}", f"{(f + b) / total:.0%}"] for n, f, b in breakdown])  # fmt: skip
+    return 0
+
+
+def print_partial(row: list) -> None:
+    print(f"  {row[0]:<10} {row[1]:<12} convnp {row[2]:>6}  torch {row[3]:>6}  ratio {row[4]}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
