@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -113,10 +114,36 @@ def prepare_data(model, x, y, owner: str, loss: str = "cross_entropy") -> tuple[
 
 
 # ------------------------------------------------------------- loss pieces
-def _ends_in_softmax(model) -> bool:
+def ends_in_softmax(model) -> bool:
+    """Whether the model's output is already a softmax (a Softmax layer, or a fused softmax activation)."""
     from convnp.nn.activations import Softmax
 
-    return isinstance(model.layers[-1], Softmax)
+    last = model.layers[-1]
+    return isinstance(last, Softmax) or isinstance(getattr(last, "activation", None), Softmax)
+
+
+@contextmanager
+def logits_view(model, wanted: bool):
+    """Run the model up to its logits: yields the ``stop`` index for ``forward_layers``/``backward``.
+
+    When the model ends in a softmax and ``wanted`` is True, the softmax is
+    left out (a final Softmax layer is skipped; a fused softmax activation is
+    switched off for the duration), so that the loss can use the fused, stable
+    softmax cross-entropy on the logits.
+    """
+    from convnp.nn.activations import Softmax
+
+    last = model.layers[-1]
+    if not wanted or not ends_in_softmax(model):
+        yield None
+    elif isinstance(last, Softmax):
+        yield -1
+    else:
+        activation, last.activation = last.activation, None
+        try:
+            yield None
+        finally:
+            last.activation = activation
 
 
 def _loss_and_grad(model, outputs: np.ndarray, y: np.ndarray, loss: str, label_smoothing: float):
@@ -139,12 +166,12 @@ def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_s
     softmax cross-entropy is applied to its input (the logits) instead.
     Returns ``(loss, number of correct predictions)``.
     """
-    stop = -1 if loss == "cross_entropy" and _ends_in_softmax(model) else None
-    outputs = model.forward_layers(x_batch, training=True, stop=stop)
-    loss_value, grad = _loss_and_grad(model, outputs, y_batch, loss, label_smoothing)
-    if not math.isfinite(loss_value):
-        return loss_value, 0
-    model.backward(grad, input_grad=False, stop=stop)
+    with logits_view(model, loss == "cross_entropy") as stop:
+        outputs = model.forward_layers(x_batch, training=True, stop=stop)
+        loss_value, grad = _loss_and_grad(model, outputs, y_batch, loss, label_smoothing)
+        if not math.isfinite(loss_value):
+            return loss_value, 0
+        model.backward(grad, input_grad=False, stop=stop)
     if clip_norm is not None:
         clip_grad_norm(model.parameters(), clip_norm)
     optimizer.step()
@@ -153,9 +180,9 @@ def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_s
 
 def outputs_in_batches(model, x: np.ndarray, batch_size: int, logits: bool = False) -> Iterable[np.ndarray]:
     """Inference-mode outputs, one batch at a time (memory stays bounded)."""
-    stop = -1 if logits and _ends_in_softmax(model) else None
-    for start in range(0, len(x), batch_size):
-        yield model.forward_layers(x[start : start + batch_size], training=False, stop=stop)
+    with logits_view(model, logits) as stop:
+        for start in range(0, len(x), batch_size):
+            yield model.forward_layers(x[start : start + batch_size], training=False, stop=stop)
 
 
 def evaluate(model, x, y, batch_size: int = 256, loss: str = "cross_entropy") -> dict[str, float]:
