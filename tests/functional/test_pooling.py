@@ -155,3 +155,24 @@ def test_max_pool_nan_matches_torch():
     out_t.backward(torch.tensor(dout))
     np.testing.assert_array_equal(out, out_t.detach().numpy())
     np.testing.assert_array_equal(max_pool2d_backward(dout, cache), x_t.grad.numpy())
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4, 4), (2, 3, 7, 9), (3, 2, 6, 5), (1, 4, 2, 3)])
+@pytest.mark.parametrize("values", ["distinct", "ties", "zeros"])
+def test_halving_fast_path_matches_torch_with_odd_sizes_and_ties(shape, values):
+    """2x2 / stride 2 takes a separate fast path: check it like the general one."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(len(values) * 100 + shape[-1])
+    x = {
+        "distinct": rng.standard_normal(shape),
+        "ties": rng.integers(0, 2, shape).astype(np.float64),
+        "zeros": np.zeros(shape),
+    }[values]
+    out, cache = max_pool2d_forward(x, 2)
+    assert cache.argmax is None  # the fast path was taken
+    dout = rng.standard_normal(out.shape)
+    x_t = torch.tensor(x, requires_grad=True)
+    out_t = torch.nn.functional.max_pool2d(x_t, 2)
+    out_t.backward(torch.tensor(dout))
+    np.testing.assert_array_equal(out, out_t.detach().numpy())
+    np.testing.assert_allclose(max_pool2d_backward(dout, cache), x_t.grad.numpy(), rtol=0, atol=0)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_channels_last, pair, sliding_windows
+from convnp.functional.threads import parallel_over_batch
 
 __all__ = ["conv2d_forward", "conv2d_backward", "Conv2dCache", "im2col", "col2im", "weight_rows"]
 
@@ -109,7 +110,13 @@ def im2col(
     n, _, _, channels = x_padded_nhwc.shape
     (kh, kw), (h_out, w_out) = kernel_size, out_hw
     windows = sliding_windows(x_padded_nhwc, kernel_size, stride, dilation, out_hw)  # (N, Ho, Wo, KH, KW, C)
-    return windows.reshape(n * h_out * w_out, kh * kw * channels)  # the one copy
+    x_cols = np.empty((n, h_out, w_out, kh, kw, channels), dtype=x_padded_nhwc.dtype)
+
+    def gather(start: int, stop: int) -> None:
+        x_cols[start:stop] = windows[start:stop]  # the one copy
+
+    parallel_over_batch(n, x_cols.size, gather)
+    return x_cols.reshape(n * h_out * w_out, kh * kw * channels)
 
 
 def col2im(
@@ -134,16 +141,22 @@ def col2im(
     n, channels, height, width = x_shape
     top, bottom, left, right = pads
     _, h_out, w_out, kh, kw, _ = cols.shape
-    dx_padded = np.zeros((n, height + top + bottom, width + left + right, channels), dtype=cols.dtype)
+    dx_padded = np.empty((n, height + top + bottom, width + left + right, channels), dtype=cols.dtype)
     row_span = stride[0] * (h_out - 1) + 1
     col_span = stride[1] * (w_out - 1) + 1
-    for p in range(kh):
-        row0 = p * dilation[0]
-        for q in range(kw):
-            col0 = q * dilation[1]
-            dx_padded[:, row0 : row0 + row_span : stride[0], col0 : col0 + col_span : stride[1], :] += cols[
-                :, :, :, p, q, :
-            ]
+
+    def scatter(start: int, stop: int) -> None:
+        dx_part = dx_padded[start:stop]
+        dx_part.fill(0)
+        for p in range(kh):
+            row0 = p * dilation[0]
+            for q in range(kw):
+                col0 = q * dilation[1]
+                dx_part[:, row0 : row0 + row_span : stride[0], col0 : col0 + col_span : stride[1], :] += cols[
+                    start:stop, :, :, p, q, :
+                ]
+
+    parallel_over_batch(n, cols.size, scatter)
     return dx_padded[:, top : top + height, left : left + width, :]
 
 
@@ -196,7 +209,13 @@ def conv2d_forward(
         out_groups = np.matmul(_grouped_cols(x_cols, kh * kw, groups), rows.transpose(0, 2, 1))
         out_cols = out_groups.transpose(1, 0, 2).reshape(n * h_out * w_out, filters)
     if bias is not None:
-        out_cols += bias  # broadcast over rows: the bias is the innermost (channel) axis
+        # Broadcast over rows: the bias runs along the innermost (channel) axis.
+        rows_per_image = h_out * w_out
+
+        def add_bias(start: int, stop: int) -> None:
+            out_cols[start * rows_per_image : stop * rows_per_image] += bias
+
+        parallel_over_batch(n, out_cols.size, add_bias)
     out = out_cols.reshape(n, h_out, w_out, filters).transpose(0, 3, 1, 2)  # NCHW view of NHWC memory
 
     cache = Conv2dCache(x_cols, weight, bias is not None, x.shape, pads, stride, dilation, groups, (h_out, w_out))

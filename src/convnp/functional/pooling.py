@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_channels_last, pair
+from convnp.functional.threads import parallel_over_batch
 
 __all__ = [
     "max_pool2d_forward",
@@ -53,7 +54,10 @@ class PoolCache:
     pads: tuple[int, int, int, int]
     out_hw: tuple[int, int]
     dtype: np.dtype
-    argmax: np.ndarray | None = None  # (N, C, H_out, W_out): flat offset p*KW + q of each window's max
+    argmax: np.ndarray | None = None  # (N, H_out, W_out, C): flat offset p*KW + q of each window's max
+    # The 2x2 / stride 2 fast path keeps two masks instead of argmax:
+    right_wins: np.ndarray | None = None  # (N, 2*H_out, W_out, C): the right column beat the left
+    bottom_wins: np.ndarray | None = None  # (N, H_out, W_out, C): the bottom row's max beat the top's
 
 
 def _pool_geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, padding: Padding, op: str):
@@ -105,6 +109,75 @@ def _scatter_windows(window_grads, cache: PoolCache) -> np.ndarray:
     return dx_padded[:, top : top + height, left : left + width, :].transpose(0, 3, 1, 2)
 
 
+def _is_halving(cache: PoolCache) -> bool:
+    """2x2 windows, stride 2, no padding: the pool in almost every CNN, with a faster path."""
+    return cache.kernel_size == (2, 2) and cache.stride == (2, 2) and cache.pads == (0, 0, 0, 0)
+
+
+def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:
+    """2x2 / stride 2 max pooling as two pairwise maxima: columns, then rows.
+
+    Comparing the left and right column of every window first, then the top
+    and bottom row of those maxima, picks the first maximum in row-major order
+    on ties (a tie between rows goes to the top row, whose winner already came
+    first in its row). Each step reads memory in long runs, with no window
+    gather. Returns None when the output holds a NaN: the general path then
+    applies PyTorch's NaN rule.
+
+    Shape: x (N, C, H, W) -> (N, H_out, W_out, C)
+    """
+    n, channels = cache.x_shape[:2]
+    h_out, w_out = cache.out_hw
+    x_nhwc = x.transpose(0, 2, 3, 1)[:, : 2 * h_out, : 2 * w_out, :]  # (N, 2Ho, 2Wo, C): odd edges dropped
+    column_pairs = x_nhwc.reshape(n, 2 * h_out, w_out, 2, channels)  # a view: splits the W axis
+    column_max = np.empty((n, 2 * h_out, w_out, channels), dtype=x.dtype)
+    out = np.empty((n, h_out, w_out, channels), dtype=x.dtype)
+    right_wins = np.empty(column_max.shape, dtype=bool)
+    bottom_wins = np.empty(out.shape, dtype=bool)
+
+    def pool(start: int, stop: int) -> None:
+        left, right = column_pairs[start:stop, :, :, 0, :], column_pairs[start:stop, :, :, 1, :]
+        np.maximum(left, right, out=column_max[start:stop])  # (n, 2Ho, Wo, C)
+        np.greater(right, left, out=right_wins[start:stop])
+        row_pairs = column_max[start:stop].reshape(stop - start, h_out, 2, w_out, channels)
+        top, bottom = row_pairs[:, :, 0], row_pairs[:, :, 1]
+        np.maximum(top, bottom, out=out[start:stop])  # (n, Ho, Wo, C)
+        np.greater(bottom, top, out=bottom_wins[start:stop])
+
+    parallel_over_batch(n, x_nhwc.size, pool)
+    if np.isnan(out).any():
+        return None
+    cache.right_wins, cache.bottom_wins = right_wins, bottom_wins
+    return out
+
+
+def _max_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """The backward pass of ``_max_pool_halving``: route each gradient down the two choices.
+
+    Multiplying by a boolean mask (rather than ``np.where``) keeps each step a
+    single fast pass. Shape: dout (N, H_out, W_out, C) -> dx (N, H, W, C).
+    """
+    n, channels, height, width = cache.x_shape
+    h_out, w_out = cache.out_hw
+    dx = np.empty((n, height, width, channels), dtype=dout_nhwc.dtype)
+
+    def unpool(start: int, stop: int) -> None:
+        count = stop - start
+        drows = np.empty((count, h_out, 2, w_out, channels), dtype=dout_nhwc.dtype)
+        np.multiply(dout_nhwc[start:stop], ~cache.bottom_wins[start:stop], out=drows[:, :, 0])
+        np.multiply(dout_nhwc[start:stop], cache.bottom_wins[start:stop], out=drows[:, :, 1])
+        drows = drows.reshape(count, 2 * h_out, w_out, channels)
+        dx_part = dx[start:stop]
+        if height != 2 * h_out or width != 2 * w_out:
+            dx_part.fill(0)  # odd edges get no gradient
+        dcolumns = dx_part[:, : 2 * h_out, : 2 * w_out, :].reshape(count, 2 * h_out, w_out, 2, channels)
+        np.multiply(drows, ~cache.right_wins[start:stop], out=dcolumns[:, :, :, 0, :])
+        np.multiply(drows, cache.right_wins[start:stop], out=dcolumns[:, :, :, 1, :])
+
+    parallel_over_batch(n, dx.size, unpool)
+    return dx
+
+
 def max_pool2d_forward(
     x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
 ) -> tuple[np.ndarray, PoolCache]:
@@ -114,6 +187,10 @@ def max_pool2d_forward(
     """
     kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
     cache = PoolCache(x.shape, kernel, stride, pads, out_hw, x.dtype)
+    if _is_halving(cache):
+        out = _max_pool_halving(x, cache)
+        if out is not None:
+            return out.transpose(0, 3, 1, 2), cache
     offsets = _window_offsets(x, cache, -np.inf)
     _, first = next(offsets)
     out = first.copy()  # (N, Ho, Wo, C): the running maximum
@@ -140,9 +217,10 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """
     _check_dout(dout, cache, "max_pool2d_backward")
     dout_nhwc = dout.transpose(0, 2, 3, 1)
+    if cache.argmax is None:
+        return _max_unpool_halving(dout_nhwc, cache).transpose(0, 3, 1, 2)
     kw = cache.kernel_size[1]
-    zero = dout.dtype.type(0)
-    return _scatter_windows(lambda p, q: np.where(cache.argmax == p * kw + q, dout_nhwc, zero), cache)
+    return _scatter_windows(lambda p, q: dout_nhwc * (cache.argmax == p * kw + q), cache)
 
 
 def avg_pool2d_forward(
