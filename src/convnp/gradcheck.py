@@ -9,10 +9,13 @@ of the scalar ``f = sum(forward(x) * r)`` for a fixed random ``r`` (so every
 output element takes part). Work happens in float64 on a copy of the layer or
 model. The reported error of a tensor is
 
-    max_i |analytic[i] - numeric[i]| / max(max_i |analytic[i]|, max_i |numeric[i]|)
+    max_i |analytic[i] - numeric[i]| / max(max_i |analytic[i]|, max_i |numeric[i]|, 0.1)
 
-(relative to the tensor's scale, so entries that are zero in both do not
-divide by zero); below ~1e-7 in float64 means the backward pass is right.
+relative to the tensor's scale, so entries that are zero in both do not
+divide by zero. The floor of 0.1 keeps a gradient that is exactly zero (a
+convolution bias followed by batch norm, say) from being judged by the
+finite-difference noise (~1e-9); a wrong gradient still shows errors of its
+own size. Below ~1e-7 in float64 means the backward pass is right.
 """
 
 from __future__ import annotations
@@ -47,13 +50,13 @@ def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6)
     return grad
 
 
-def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    """max |a - n| / max(max |a|, max |n|); 0.0 when both are all zero."""
+def relative_error(analytic: np.ndarray, numeric: np.ndarray, floor: float = 0.1) -> float:
+    """max |a - n| / max(max |a|, max |n|, floor); see the module docstring."""
     analytic = np.asarray(analytic, dtype=np.float64)
     numeric = np.asarray(numeric, dtype=np.float64)
-    scale = max(np.abs(analytic).max(initial=0.0), np.abs(numeric).max(initial=0.0))
-    if scale == 0.0:
+    if analytic.size == 0:
         return 0.0
+    scale = max(np.abs(analytic).max(), np.abs(numeric).max(), floor)
     return float(np.abs(analytic - numeric).max() / scale)
 
 
