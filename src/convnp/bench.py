@@ -159,7 +159,9 @@ def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, floa
         if step:  # the first pass is a warm-up
             forward += times_f
             backward += times_b[::-1]
-    return [(layer.short_repr(), 1e3 * f / steps, 1e3 * b / steps) for layer, f, b in zip(model.layers, forward, backward)]
+    return [
+        (layer.short_repr(), 1e3 * f / steps, 1e3 * b / steps) for layer, f, b in zip(model.layers, forward, backward)
+    ]
 
 
 def conv_gflops(model, batch, repeats: int = 10) -> list[tuple[str, float]]:
@@ -278,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([network, label, f"{speed['convnp']:.0f}", f"{speed.get('torch', float('nan')):.0f}",
                          f"{ratio:.2f}"])  # fmt: skip
             print_partial(rows[-1])
-        details[network] = (layer_breakdown(model, random_batch(shape, 64)), conv_gflops(model, random_batch(shape, 256)))
+        breakdown = layer_breakdown(model, random_batch(shape, 64))
+        details[network] = (breakdown, conv_gflops(model, random_batch(shape, 256)))
 
     print()
     print_table(["network", "measurement", "convnp img/s", "torch img/s", "ratio"], rows)
