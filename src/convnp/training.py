@@ -30,7 +30,18 @@ LOSSES = ("cross_entropy", "mse")
 
 
 class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite during ``fit``."""
+    """The loss (or a parameter) became NaN or infinite during ``fit``.
+
+    ``epoch`` and ``batch`` (1-based; ``batch`` is None when the parameters were
+    found non-finite at the end of an epoch) say where. ``fit`` never writes a
+    checkpoint from a diverged state: the last checkpoint on disk is the last
+    good one.
+    """
+
+    def __init__(self, message: str, epoch: int | None = None, batch: int | None = None) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
 
 
 class History:
@@ -92,6 +103,19 @@ def check_labels(y, num_samples: int, num_classes: int | None, owner: str) -> np
     return y.astype(np.int64, copy=False)
 
 
+def as_batch(x, owner: str) -> np.ndarray:
+    """``x`` as a non-empty array with a batch axis (ValueError naming ``owner`` otherwise)."""
+    try:
+        x = np.asarray(x)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(f"{owner}: x is not a rectangular array ({error})") from error
+    if x.ndim == 0:
+        raise ValueError(f"{owner}: x must be a batch of samples (N, ...), got a scalar")
+    if len(x) == 0:
+        raise ValueError(f"{owner}: x is empty (shape {x.shape}); need at least one sample")
+    return x
+
+
 def check_batch_size(batch_size, owner: str) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
@@ -100,9 +124,7 @@ def check_batch_size(batch_size, owner: str) -> int:
 
 def prepare_data(model, x, y, owner: str, loss: str = "cross_entropy") -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert ``(x, y)`` for the model; builds the model if needed."""
-    x = np.asarray(x)
-    if x.ndim == 0 or len(x) == 0:
-        raise ValueError(f"{owner}: x is empty")
+    x = as_batch(x, owner)
     x = model.prepare_input(x)
     classes = int(np.prod(model.output_shape))
     if loss == "mse" and np.asarray(y).ndim > 1:
@@ -203,10 +225,7 @@ def evaluate(model, x, y, batch_size: int = 256, loss: str = "cross_entropy") ->
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (N, classes): softmax of the outputs (or the model's own Softmax)."""
     batch_size = check_batch_size(batch_size, "predict")
-    x = np.asarray(x)
-    if x.ndim == 0 or len(x) == 0:
-        raise ValueError("predict: x is empty")
-    x = model.prepare_input(x)
+    x = model.prepare_input(as_batch(x, "predict"))
     batches = [softmax_forward(out)[0] for out in outputs_in_batches(model, x, batch_size, logits=True)]
     return np.concatenate(batches, axis=0)
 
@@ -272,6 +291,79 @@ def restore_rng_states(model, states: dict, shuffle_rng, augment_rng) -> None:
         layer.rng.bit_generator.state = state
 
 
+# ------------------------------------------------------------- checkpoints
+CHECKPOINT_KIND = "fit-checkpoint"
+
+
+def _same_architecture(model, meta: dict) -> str | None:
+    """None when ``meta`` describes ``model``'s architecture, else what differs."""
+    from convnp.serialization import _json_default, architecture
+
+    mine = json.loads(json.dumps(architecture(model), default=_json_default))
+    if meta.get("input_shape") != mine["input_shape"]:
+        return f"input shape {tuple(meta.get('input_shape') or ())} in the file, {model.input_shape} here"
+    if meta.get("dtype") != mine["dtype"]:
+        return f"dtype {meta.get('dtype')} in the file, {mine['dtype']} here"
+    theirs = meta.get("layers") or []
+    if len(theirs) != len(mine["layers"]):
+        return f"{len(theirs)} layers in the file, {len(mine['layers'])} here"
+    for index, (saved, current) in enumerate(zip(theirs, mine["layers"])):
+        if saved != current:
+            return f"layer {index} is {saved} in the file, {current} here"
+    return None
+
+
+def read_checkpoint(path: Path, model, optimizer, data_spec: dict) -> tuple[dict, dict, dict | None]:
+    """Read and check a fit checkpoint against this run; changes nothing.
+
+    Returns ``(resume_state, model_state, optimizer_state)``. Raises
+    ``ModelFileError`` for a damaged file and ``ValueError`` for a checkpoint
+    of another model, a plain model file, or another data layout.
+    """
+    from convnp.serialization import ModelFileError, load_file, model_state, optimizer_state
+
+    meta, arrays = load_file(path)
+    resume_state = meta.get("extra")
+    if not isinstance(resume_state, dict) or resume_state.get("kind") != CHECKPOINT_KIND:
+        raise ValueError(f"fit: {path} is a model file, not a fit checkpoint (written by fit(checkpoint=...))")
+    missing = [key for key in ("epoch", "batch", "rng", "history") if key not in resume_state]
+    if missing:
+        raise ModelFileError(f"fit: the checkpoint {path} lacks {missing}")
+    difference = _same_architecture(model, meta)
+    if difference is not None:
+        raise ValueError(f"fit: the checkpoint {path} was written for a different model: {difference}")
+    saved_spec = resume_state.get("data")
+    if saved_spec is not None and saved_spec != data_spec:
+        raise ValueError(
+            f"fit: the checkpoint {path} was written for {saved_spec}, this run has {data_spec}; "
+            "resuming would not continue the same run (pass resume=False to start over)"
+        )
+    saved_optimizer = meta.get("optimizer", {}).get("class")
+    if saved_optimizer != type(optimizer).__name__:
+        raise ValueError(
+            f"fit: the checkpoint {path} holds {saved_optimizer} state, this run uses {type(optimizer).__name__}"
+        )
+    return resume_state, model_state(arrays), optimizer_state(meta, arrays)
+
+
+def restore_training_state(model, optimizer, state: dict, optimizer_state_dict: dict | None) -> None:
+    """Load model and optimizer state together: on any error, both stay as they were."""
+    model_before = model.state_dict()
+    try:
+        model.load_state_dict(state)
+        if optimizer_state_dict is not None:
+            optimizer.load_state_dict(optimizer_state_dict)
+    except BaseException:
+        model.load_state_dict(model_before)
+        raise
+
+
+def parameters_finite(model) -> bool:
+    """Whether every parameter and buffer of ``model`` is finite."""
+    arrays = [param.data for param in model.parameters()] + [buffer for _, buffer in model.named_buffers()]
+    return all(bool(np.isfinite(array).all()) for array in arrays)
+
+
 # ---------------------------------------------------------------------- fit
 def fit(
     model,
@@ -293,8 +385,26 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
 ) -> History:
-    """Train ``model`` on ``(x, y)``; see ``Sequential.fit`` for the arguments."""
-    from convnp.serialization import load_file, optimizer_state, save
+    """Train ``model`` on ``(x, y)``; see ``Sequential.fit`` for the arguments.
+
+    With ``checkpoint=PATH`` the model, optimizer state, every RNG state, the
+    history, callback states (``state_dict``) and the position (epoch, batch)
+    are saved atomically at every epoch end and when Ctrl-C (SIGINT) stops the
+    run at a batch boundary. ``resume=True`` continues from ``PATH`` when it
+    exists: the run then ends with the same weights, bit for bit, as one that
+    was never interrupted.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid arguments or data, naming ``fit`` and the values.
+    TrainingDivergedError
+        The loss or the parameters became NaN or infinite; the checkpoint on
+        disk (if any) is the last good one.
+    KeyboardInterrupt
+        After Ctrl-C, once the checkpoint (if any) has been written.
+    """
+    from convnp.serialization import model_path, save
 
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
@@ -303,6 +413,11 @@ def fit(
         raise ValueError(f"fit: unknown loss {loss!r}; valid: {list(LOSSES)}")
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"fit: clip_norm must be > 0, got {clip_norm!r}")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"fit: augment must be a callable f(x_batch, rng) -> x_batch, got {augment!r}")
+    if resume and checkpoint is None:
+        raise ValueError("fit: resume=True needs checkpoint=PATH (the file to resume from)")
+    checkpoint = None if checkpoint is None else model_path(checkpoint)
     x, y = prepare_data(model, x, y, "fit", loss)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -315,50 +430,67 @@ def fit(
     if isinstance(seed, np.random.Generator):
         seed = int(seed.integers(2**63))
     shuffle_rng, augment_rng = seed_everything(model, seed)
+    num_samples = len(x)
+    data_spec = {"num_samples": num_samples, "batch_size": batch_size, "shuffle": bool(shuffle)}
 
     history = History()
-    start_epoch, start_batch = 0, 0
+    start_epoch, start_batch, partial = 0, 0, None
     resume_state = None
-    if checkpoint is not None and resume and Path(checkpoint).exists():
-        meta, arrays = load_file(checkpoint)
-        resume_state = meta.get("extra", {})
-        if resume_state.get("kind") != "fit-checkpoint":
-            raise ValueError(f"fit: {checkpoint} is a model file, not a fit checkpoint")
-        model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
-        optimizer.load_state_dict(optimizer_state(meta, arrays))
+    if resume and checkpoint.exists():
+        # Everything is read and checked before the model or optimizer changes.
+        resume_state, state, optimizer_state_dict = read_checkpoint(checkpoint, model, optimizer, data_spec)
+        restore_training_state(model, optimizer, state, optimizer_state_dict)
         history = History(resume_state["history"])
-        start_epoch, start_batch = resume_state["epoch"], resume_state["batch"]
-        for callback, state in zip(callbacks, resume_state.get("callbacks", [])):
-            if state is not None and hasattr(callback, "load_state_dict"):
-                callback.load_state_dict(state)
+        start_epoch, start_batch = int(resume_state["epoch"]), int(resume_state["batch"])
+        partial = resume_state.get("partial")
 
-    def save_checkpoint(epoch: int, batch: int, epoch_start_shuffle_state: dict) -> None:
+    def save_checkpoint(epoch: int, batch: int, epoch_start_shuffle_state: dict, partial_sums: dict | None) -> None:
         extra = {
-            "kind": "fit-checkpoint",
+            "kind": CHECKPOINT_KIND,
             "epoch": epoch,
             "batch": batch,
+            "data": data_spec,
+            "partial": partial_sums,
             "rng": rng_states(model, epoch_start_shuffle_state, augment_rng),
             "history": history.to_dict(),
             "callbacks": [c.state_dict() if hasattr(c, "state_dict") else None for c in callbacks],
         }
         save(model, checkpoint, optimizer=optimizer, extra=extra)
 
+    def check_finite(epoch: int) -> None:
+        # A checkpoint is only ever written from finite parameters.
+        if not parameters_finite(model):
+            kept = f"; {checkpoint} was not overwritten" if checkpoint is not None else ""
+            raise TrainingDivergedError(
+                f"fit: the parameters became NaN or infinite during epoch {epoch + 1}{kept}. "
+                "Try a lower learning rate or clip_norm=1.0.",
+                epoch=epoch + 1,
+            )
+
     model.stop_training = False
     for callback in callbacks:
         callback.on_train_begin()
-    num_samples = len(x)
+    if resume_state is not None:
+        # After on_train_begin, which may reset a callback's state.
+        for callback, state in zip(callbacks, resume_state.get("callbacks") or []):
+            if state is not None and hasattr(callback, "load_state_dict"):
+                callback.load_state_dict(state)
     with DeferredInterrupt() as interrupt:
         for epoch in range(start_epoch, epochs):
             if resume_state is not None and epoch == start_epoch:
                 restore_rng_states(model, resume_state["rng"], shuffle_rng, augment_rng)
             epoch_start_shuffle_state = shuffle_rng.bit_generator.state
             order = shuffle_rng.permutation(num_samples) if shuffle else np.arange(num_samples)
-            first_batch = start_batch if epoch == start_epoch else 0
+            resuming_mid_epoch = epoch == start_epoch and start_batch > 0
+            first_batch = start_batch if resuming_mid_epoch else 0
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
             progress = EpochProgress(epoch, epochs, num_samples, verbose)
             started = time.perf_counter()
-            seen, loss_sum, correct = 0, 0.0, 0
+            seen, loss_sum, correct, seconds_before = 0, 0.0, 0, 0.0
+            if resuming_mid_epoch and partial:
+                seen, loss_sum, correct = int(partial["seen"]), float(partial["loss_sum"]), int(partial["correct"])
+                seconds_before = float(partial.get("seconds", 0.0))
             for batch, start in enumerate(range(0, num_samples, batch_size)):
                 if batch < first_batch:
                     continue
@@ -371,10 +503,16 @@ def fit(
                 )
                 if not math.isfinite(batch_loss):
                     progress.close({"loss": batch_loss, "seconds": time.perf_counter() - started})
-                    kept = f"; the last good checkpoint {checkpoint} is intact" if checkpoint else ""
+                    bad_input = not np.isfinite(x_batch).all()
+                    cause = " (this batch's input holds NaN or inf values)" if bad_input else ""
+                    kept = ""
+                    if checkpoint is not None and checkpoint.exists():
+                        kept = f"; the last checkpoint, {checkpoint}, is intact"
                     raise TrainingDivergedError(
-                        f"fit: the loss became {batch_loss} at epoch {epoch + 1}, batch {batch + 1}{kept}. "
-                        "Try a lower learning rate or clip_norm=1.0."
+                        f"fit: the loss became {batch_loss} at epoch {epoch + 1}, batch {batch + 1}{cause}{kept}. "
+                        + ("Check the data." if bad_input else "Try a lower learning rate or clip_norm=1.0."),
+                        epoch=epoch + 1,
+                        batch=batch + 1,
                     )
                 seen += len(index)
                 loss_sum += batch_loss * len(index)
@@ -383,10 +521,17 @@ def fit(
                 for callback in callbacks:
                     callback.on_batch_end(batch, batch_loss)
                 if interrupt.requested:
-                    progress.close({"loss": loss_sum / seen, "seconds": time.perf_counter() - started})
+                    elapsed = seconds_before + time.perf_counter() - started
+                    progress.close({"loss": loss_sum / seen, "seconds": elapsed})
                     if checkpoint is not None:
-                        save_checkpoint(epoch, batch + 1, epoch_start_shuffle_state)
-                    raise KeyboardInterrupt
+                        check_finite(epoch)
+                        sums = {"seen": seen, "loss_sum": loss_sum, "correct": correct, "seconds": elapsed}
+                        save_checkpoint(epoch, batch + 1, epoch_start_shuffle_state, sums)
+                        raise KeyboardInterrupt(
+                            f"fit: interrupted at epoch {epoch + 1}, batch {batch + 1}; saved {checkpoint} "
+                            "(continue with resume=True)"
+                        )
+                    raise KeyboardInterrupt(f"fit: interrupted at epoch {epoch + 1}, batch {batch + 1}")
 
             logs = {
                 "loss": loss_sum / max(seen, 1),
@@ -398,17 +543,21 @@ def fit(
             if validation_data is not None:
                 val = evaluate(model, x_val, y_val, batch_size=max(batch_size, 256), loss=loss)
                 logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
-            logs["seconds"] = time.perf_counter() - started
+            logs["seconds"] = seconds_before + time.perf_counter() - started
             history.append(logs)
             progress.close(logs)
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
             if checkpoint is not None:
-                save_checkpoint(epoch + 1, 0, shuffle_rng.bit_generator.state)
-            if model.stop_training or interrupt.requested:
-                if interrupt.requested:
-                    raise KeyboardInterrupt
+                check_finite(epoch)
+                save_checkpoint(epoch + 1, 0, shuffle_rng.bit_generator.state, None)
+            if interrupt.requested:
+                saved = f"; saved {checkpoint} (continue with resume=True)" if checkpoint is not None else ""
+                raise KeyboardInterrupt(f"fit: interrupted after epoch {epoch + 1}{saved}")
+            if model.stop_training:
                 break
+        if interrupt.requested:
+            raise KeyboardInterrupt("fit: interrupted")
     for callback in callbacks:
         callback.on_train_end()
     return history

@@ -17,7 +17,9 @@ already-decompressed file reads the same.
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import struct
 import tempfile
 import zlib
 from pathlib import Path
@@ -36,6 +38,11 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+# Deflate cannot expand data by more than about 1032:1: a gzipped file whose
+# header claims more than this is damaged, and is refused before any allocation.
+_MAX_GZIP_RATIO = 1100
+_CHUNK_BYTES = 1 << 20
+_MAX_NDIM = 32  # the most dimensions every supported NumPy version can hold
 
 
 def _code_for_dtype(dtype: np.dtype) -> int:
@@ -47,15 +54,65 @@ def _code_for_dtype(dtype: np.dtype) -> int:
     raise ValueError(f"write_idx: dtype {dtype} has no IDX code; valid dtypes: {valid}")
 
 
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if not raw.startswith(_GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
-        # A cut-off download ends in EOFError; a damaged stream in BadGzipFile/zlib.error.
-        raise ValueError(f"{path}: damaged or truncated gzip stream ({error})") from error
+def _read_up_to(stream, size: int) -> bytes:
+    """Up to ``size`` bytes from ``stream``, in chunks: memory grows only with the data actually there."""
+    chunks, remaining = [], size
+    while remaining > 0:
+        chunk = stream.read(min(remaining, _CHUNK_BYTES))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _parse_idx(stream, path: Path, file_size: int, compressed: bool) -> np.ndarray:
+    """Read one IDX document from ``stream`` (raw bytes or a gzip decompressor).
+
+    The payload size declared by the header is checked before the payload is
+    read: against the file size for a raw file, against what deflate can
+    expand a file of this size to for a gzipped one.
+    """
+    header = _read_up_to(stream, 4)
+    if len(header) < 4:
+        raise ValueError(f"{path}: not an IDX file: {len(header)} bytes, shorter than the header")
+    if header[0] != 0 or header[1] != 0:
+        raise ValueError(f"{path}: not an IDX file: magic bytes {header[:2].hex(' ')}, expected 00 00")
+    code, ndim = header[2], header[3]
+    if code not in IDX_DTYPES:
+        valid = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02X}; valid codes: {valid}")
+    if ndim == 0:
+        raise ValueError(f"{path}: IDX header declares 0 dimensions")
+    if ndim > _MAX_NDIM:
+        raise ValueError(f"{path}: IDX header declares {ndim} dimensions; NumPy holds at most {_MAX_NDIM}")
+    header_size = 4 + 4 * ndim
+    dims_bytes = _read_up_to(stream, 4 * ndim)
+    if len(dims_bytes) < 4 * ndim:
+        raise ValueError(
+            f"{path}: truncated IDX header: {ndim} dimensions need {header_size} bytes, "
+            f"file has {4 + len(dims_bytes)}"
+        )
+    dims = struct.unpack(f">{ndim}I", dims_bytes)
+    dtype = IDX_DTYPES[code]
+    payload_size = math.prod(dims) * dtype.itemsize  # Python ints: no overflow
+    expected = header_size + payload_size
+    need = f"dims {dims} of {dtype.newbyteorder('=')} need {expected} bytes (header {header_size})"
+    if not compressed and file_size != expected:
+        problem = "truncated" if file_size < expected else "oversized"
+        raise ValueError(f"{path}: {problem} IDX file: {need}, file has {file_size}")
+    if compressed and expected > _MAX_GZIP_RATIO * file_size:
+        raise ValueError(
+            f"{path}: truncated or damaged IDX file: {need}, more than a {file_size}-byte gzip file can hold"
+        )
+    payload = _read_up_to(stream, payload_size + 1)  # one byte more reveals trailing data
+    if len(payload) != payload_size:
+        if len(payload) < payload_size:
+            raise ValueError(f"{path}: truncated IDX file: {need}, file has {header_size + len(payload)}")
+        raise ValueError(f"{path}: oversized IDX file: {need}, file has more")
+    values = np.frombuffer(payload, dtype=dtype).reshape(dims)
+    # astype copies: the result is writable and in native byte order.
+    return values.astype(dtype.newbyteorder("="))
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -76,42 +133,31 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     Raises
     ------
     FileNotFoundError
-        When the file does not exist.
+        When the file does not exist (other ``OSError``s opening it, such as
+        permission denied, propagate as raised).
     ValueError
         Naming the file and the problem: bad magic bytes, unknown dtype code,
-        or a data size that does not match the dimensions in the header
-        (truncated or oversized file), or a damaged gzip stream.
+        0 or too many dimensions, a data size that does not match the
+        dimensions in the header (truncated or oversized file), or a damaged
+        or truncated gzip stream. No other exception type comes out of a
+        damaged file, and the header is checked against the file size before
+        the data is read, so a header claiming huge dimensions cannot make
+        ``read_idx`` allocate more than the file can actually hold.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise ValueError(f"{path}: not an IDX file: {len(data)} bytes, shorter than the header")
-    if data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path}: not an IDX file: magic bytes {data[:2].hex(' ')}, expected 00 00")
-    code, ndim = data[2], data[3]
-    if code not in IDX_DTYPES:
-        valid = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02X}; valid codes: {valid}")
-    if ndim == 0:
-        raise ValueError(f"{path}: IDX header declares 0 dimensions")
-    header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise ValueError(
-            f"{path}: truncated IDX header: {ndim} dimensions need {header_size} bytes, file has {len(data)}"
-        )
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = IDX_DTYPES[code]
-    expected = header_size + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        problem = "truncated" if len(data) < expected else "oversized"
-        raise ValueError(
-            f"{path}: {problem} IDX file: dims {dims} of {dtype.newbyteorder('=')} need "
-            f"{expected} bytes (header {header_size}), file has {len(data)}"
-        )
-    count = (expected - header_size) // dtype.itemsize
-    values = np.frombuffer(data, dtype=dtype, count=count, offset=header_size).reshape(dims)
-    # astype copies: the result is writable and in native byte order.
-    return values.astype(dtype.newbyteorder("="))
+    with open(path, "rb") as raw:
+        file_size = os.fstat(raw.fileno()).st_size
+        compressed = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        if not compressed:
+            return _parse_idx(raw, path, file_size, compressed=False)
+        try:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                return _parse_idx(stream, path, file_size, compressed=True)
+        except (OSError, EOFError, zlib.error, struct.error) as error:
+            # A cut-off download ends in EOFError; a damaged stream in BadGzipFile (an OSError) or
+            # zlib.error; a damaged trailer in struct.error.
+            raise ValueError(f"{path}: damaged or truncated gzip stream ({type(error).__name__}: {error})") from error
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> Path:

@@ -7,9 +7,17 @@ import numpy as np
 from convnp.functional.conv import conv2d_backward, conv2d_forward
 from convnp.functional.geometry import IntPair, Padding, conv_geometry, normalize_padding, pair
 from convnp.nn.activations import activation_config, get_activation
-from convnp.nn.init import Initializer, initialize
+from convnp.nn.init import Initializer, get_initializer, initialize
 from convnp.nn.layer import Layer
 from convnp.nn.parameter import Parameter
+
+
+def _check_positive_int(value, name: str) -> None:
+    """TypeError for a non-integer (bools included), ValueError for one below 1; both name Conv2D."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Conv2D: {name} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"Conv2D: {name} must be a positive int, got {value!r}")
 
 
 class Conv2D(Layer):
@@ -41,14 +49,12 @@ class Conv2D(Layer):
         in_channels: int | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(out_channels, (int, np.integer)) or out_channels < 1:
-            raise ValueError(f"Conv2D: out_channels must be a positive int, got {out_channels!r}")
-        if not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise ValueError(f"Conv2D: groups must be a positive int, got {groups!r}")
+        _check_positive_int(out_channels, "out_channels")
+        _check_positive_int(groups, "groups")
         if out_channels % groups:
             raise ValueError(f"Conv2D: out_channels={out_channels} must be divisible by groups={groups}")
-        if in_channels is not None and (not isinstance(in_channels, (int, np.integer)) or in_channels < 1):
-            raise ValueError(f"Conv2D: in_channels must be a positive int, got {in_channels!r}")
+        if in_channels is not None:
+            _check_positive_int(in_channels, "in_channels")
         self.out_channels = int(out_channels)
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2D")
         self.stride = pair(stride, "stride", "Conv2D")
@@ -57,11 +63,12 @@ class Conv2D(Layer):
         if not (isinstance(padding, str) and padding.lower() == "same"):
             normalize_padding(padding, self.kernel_size, self.stride, self.dilation, owner="Conv2D")
         self.padding = padding if isinstance(padding, str) else (
-            padding if isinstance(padding, (int, np.integer)) else tuple(padding)
+            int(padding) if isinstance(padding, (int, np.integer)) else tuple(int(p) for p in padding)
         )
         self.groups = int(groups)
         self.use_bias = bool(use_bias)
-        self.activation = get_activation(activation)
+        self.activation = get_activation(activation, owner="Conv2D")
+        get_initializer(init, owner="Conv2D")  # fail now, not at build time
         self.init = init
         self.in_channels = None if in_channels is None else int(in_channels)
         self.weight: Parameter | None = None

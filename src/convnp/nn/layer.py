@@ -19,6 +19,30 @@ from convnp.nn.parameter import Parameter
 LAYER_REGISTRY: dict[str, type[Layer]] = {}
 
 
+def shape_mismatch(sample_shape: tuple[int, ...], actual: tuple[int, ...]) -> str:
+    """The message for a batch of shape ``actual`` given to a layer built for ``sample_shape``.
+
+    Says the expected and actual shapes, then what differs: the number of axes,
+    the channels, or the spatial size, e.g. "expected input of shape
+    (N, 1, 28, 28), got (8, 3, 28, 28): 3 channels instead of 1".
+    """
+    message = f"expected input of shape (N, {', '.join(map(str, sample_shape))}), got {tuple(actual)}"
+    if len(actual) != len(sample_shape) + 1:
+        return f"{message}: a {len(actual)}-D array instead of a {len(sample_shape) + 1}-D batch"
+    if len(sample_shape) == 3:
+        details = []
+        if actual[1] != sample_shape[0]:
+            details.append(f"{actual[1]} channels instead of {sample_shape[0]}")
+        if actual[2:] != sample_shape[1:]:
+            details.append(
+                f"spatial size {actual[2]}x{actual[3]} instead of {sample_shape[1]}x{sample_shape[2]}"
+            )
+        return f"{message}: {' and '.join(details)}"
+    if len(sample_shape) == 1:
+        return f"{message}: {actual[1]} features instead of {sample_shape[0]}"
+    return message
+
+
 class Layer:
     """Base class of every layer.
 
@@ -107,12 +131,8 @@ class Layer:
             if x.ndim < 1:
                 raise ValueError(f"{self.name}: expected a batch of inputs, got a scalar")
             self.build(x.shape[1:], dtype=x.dtype if not self.param_names else None)
-        expected = (-1, *self.input_shape)
-        if x.ndim != len(expected) or x.shape[1:] != self.input_shape:
-            raise ValueError(
-                f"{self.name}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
-                f"got {x.shape}"
-            )
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"{self.name}: {shape_mismatch(self.input_shape, x.shape)}")
         if self.param_names and x.dtype != self.dtype:
             raise TypeError(
                 f"{self.name}: input dtype {x.dtype} does not match the layer's dtype {self.dtype} "

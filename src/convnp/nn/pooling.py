@@ -29,6 +29,7 @@ class _Pool2D(Layer):
         if not isinstance(padding, str):
             padding = padding if isinstance(padding, (int, np.integer)) else tuple(padding)
             pads = normalize_padding(padding, self.kernel_size, self.stride, (1, 1), owner=self.name)
+            padding = int(padding) if isinstance(padding, (int, np.integer)) else (int(padding[0]), int(padding[1]))
             if max(pads[:2]) > self.kernel_size[0] // 2 or max(pads[2:]) > self.kernel_size[1] // 2:
                 raise ValueError(
                     f"{self.name}: padding {padding!r} must be at most half the kernel size {self.kernel_size}"

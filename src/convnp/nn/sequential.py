@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from convnp._random import as_generator
-from convnp.nn.layer import Layer
+from convnp.nn.layer import Layer, shape_mismatch
 from convnp.nn.parameter import Parameter
 
 # Keys PyTorch keeps in a state_dict that convnp does not need.
@@ -44,9 +44,12 @@ class Sequential:
         if not layers:
             raise ValueError("Sequential: needs at least one layer")
         self.layers: list[Layer] = layers
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError as error:
+            raise TypeError(f"Sequential: dtype must be 'float32' or 'float64', got {dtype!r}") from error
         if not np.issubdtype(self.dtype, np.floating):
-            raise TypeError(f"Sequential: dtype must be float32 or float64, got {self.dtype}")
+            raise TypeError(f"Sequential: dtype must be 'float32' or 'float64', got {self.dtype}")
         self.seed = seed
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
@@ -94,9 +97,7 @@ class Sequential:
         if x.ndim == len(self.input_shape) and self.input_shape[0] == 1 and x.shape[1:] == self.input_shape[1:]:
             x = x[:, None]
         if x.shape[1:] != self.input_shape:
-            raise ValueError(
-                f"Sequential: expected input of shape (N, {', '.join(map(str, self.input_shape))}), got {x.shape}"
-            )
+            raise ValueError(f"Sequential: {shape_mismatch(self.input_shape, x.shape)}")
         return x
 
     # ------------------------------------------------------------- computing
