@@ -72,8 +72,8 @@ RECIPES: dict[str, dict] = {
     },
     "fashion-mnist": {
         "model": "convnet_bn",
-        "model_options": {"width": 32},
-        "epochs": 15,
+        "model_options": {"width": 16},
+        "epochs": 12,
         "batch_size": 128,
         "optimizer": "adam",
         "lr": 2e-3,
@@ -199,7 +199,7 @@ def _add_train(commands) -> None:
         help="train a CNN and write a run folder (model, checkpoint, history, plots)",
         description=(
             "Train a CNN on a built-in dataset. With no options: a small CNN on the 8x8 digits "
-            "embedded in scikit-learn (no download), >= 97%% test accuracy in seconds. "
+            "embedded in scikit-learn (no download), >= 97% test accuracy in seconds. "
             "The test split is evaluated after every epoch (shown as validation); it is not "
             "used for training or model selection. Writes RUN/model.npz, checkpoint.npz, "
             "config.json, history.json and PNG plots."

@@ -98,6 +98,7 @@ def im2col(
     stride: tuple[int, int],
     dilation: tuple[int, int],
     out_hw: tuple[int, int],
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Gather every receptive field into one row.
 
@@ -105,18 +106,15 @@ def im2col(
 
     Shape:
         x_padded_nhwc: (N, Hp, Wp, C), channels-last
-        returns: (N*H_out*W_out, KH*KW*C), C-contiguous
+        returns: (N*H_out*W_out, KH*KW*C), C-contiguous (written into ``out`` when given)
     """
     n, _, _, channels = x_padded_nhwc.shape
     (kh, kw), (h_out, w_out) = kernel_size, out_hw
     windows = sliding_windows(x_padded_nhwc, kernel_size, stride, dilation, out_hw)  # (N, Ho, Wo, KH, KW, C)
-    x_cols = np.empty((n, h_out, w_out, kh, kw, channels), dtype=x_padded_nhwc.dtype)
-
-    def gather(start: int, stop: int) -> None:
-        x_cols[start:stop] = windows[start:stop]  # the one copy
-
-    parallel_over_batch(n, x_cols.size, gather)
-    return x_cols.reshape(n * h_out * w_out, kh * kw * channels)
+    if out is None:
+        out = np.empty((n * h_out * w_out, kh * kw * channels), dtype=x_padded_nhwc.dtype)
+    out.reshape(n, h_out, w_out, kh, kw, channels)[...] = windows  # the one copy
+    return out
 
 
 def col2im(
@@ -141,22 +139,16 @@ def col2im(
     n, channels, height, width = x_shape
     top, bottom, left, right = pads
     _, h_out, w_out, kh, kw, _ = cols.shape
-    dx_padded = np.empty((n, height + top + bottom, width + left + right, channels), dtype=cols.dtype)
+    dx_padded = np.zeros((n, height + top + bottom, width + left + right, channels), dtype=cols.dtype)
     row_span = stride[0] * (h_out - 1) + 1
     col_span = stride[1] * (w_out - 1) + 1
-
-    def scatter(start: int, stop: int) -> None:
-        dx_part = dx_padded[start:stop]
-        dx_part.fill(0)
-        for p in range(kh):
-            row0 = p * dilation[0]
-            for q in range(kw):
-                col0 = q * dilation[1]
-                dx_part[:, row0 : row0 + row_span : stride[0], col0 : col0 + col_span : stride[1], :] += cols[
-                    start:stop, :, :, p, q, :
-                ]
-
-    parallel_over_batch(n, cols.size, scatter)
+    for p in range(kh):
+        row0 = p * dilation[0]
+        for q in range(kw):
+            col0 = q * dilation[1]
+            dx_padded[:, row0 : row0 + row_span : stride[0], col0 : col0 + col_span : stride[1], :] += cols[
+                :, :, :, p, q, :
+            ]
     return dx_padded[:, top : top + height, left : left + width, :]
 
 
@@ -177,6 +169,10 @@ def conv2d_forward(
     groups: int = 1,
 ) -> tuple[np.ndarray, Conv2dCache]:
     """Convolve ``x`` with ``weight``: im2col, then one matrix product per group.
+
+    The batch is processed in independent slices, one per core (see
+    ``convnp.functional.threads``); each slice is padded, gathered and
+    multiplied on its own.
 
     Args:
         x: input images, (N, C, H, W) (any strides; channels-last memory is fastest).
@@ -199,25 +195,27 @@ def conv2d_forward(
         (height, width), (kh, kw), stride, padding, dilation, "conv2d", x.shape
     )
 
-    x_padded = pad_channels_last(x.transpose(0, 2, 3, 1), pads)  # (N, Hp, Wp, C)
-    x_cols = im2col(x_padded, (kh, kw), stride, dilation, (h_out, w_out))  # (N*Ho*Wo, KH*KW*C)
+    x_nhwc = x.transpose(0, 2, 3, 1)  # (N, H, W, C): a view
     rows = weight_rows(weight, groups)  # (G, F/G, KH*KW*C/G)
-    if groups == 1:
-        out_cols = x_cols @ rows[0].T  # (N*Ho*Wo, F)
-    else:
-        # (G, M, KK*C/G) @ (G, KK*C/G, F/G) -> (G, M, F/G) -> (M, F)
-        out_groups = np.matmul(_grouped_cols(x_cols, kh * kw, groups), rows.transpose(0, 2, 1))
-        out_cols = out_groups.transpose(1, 0, 2).reshape(n * h_out * w_out, filters)
-    if bias is not None:
-        # Broadcast over rows: the bias runs along the innermost (channel) axis.
-        rows_per_image = h_out * w_out
+    rows_per_image = h_out * w_out
+    x_cols = np.empty((n * rows_per_image, kh * kw * channels), dtype=x.dtype)  # kept for backward
+    out_cols = np.empty((n * rows_per_image, filters), dtype=x.dtype)
 
-        def add_bias(start: int, stop: int) -> None:
-            out_cols[start * rows_per_image : stop * rows_per_image] += bias
+    def forward_slice(start: int, stop: int) -> None:
+        image_rows = slice(start * rows_per_image, stop * rows_per_image)
+        x_padded = pad_channels_last(x_nhwc[start:stop], pads)  # (n, Hp, Wp, C)
+        cols = im2col(x_padded, (kh, kw), stride, dilation, (h_out, w_out), out=x_cols[image_rows])
+        if groups == 1:
+            np.matmul(cols, rows[0].T, out=out_cols[image_rows])  # (n*Ho*Wo, F)
+        else:
+            # (G, m, KK*C/G) @ (G, KK*C/G, F/G) -> (G, m, F/G) -> (m, F)
+            out_groups = np.matmul(_grouped_cols(cols, kh * kw, groups), rows.transpose(0, 2, 1))
+            out_cols[image_rows] = out_groups.transpose(1, 0, 2).reshape(-1, filters)
+        if bias is not None:
+            out_cols[image_rows] += bias  # broadcast over rows: the channel axis is innermost
 
-        parallel_over_batch(n, out_cols.size, add_bias)
+    parallel_over_batch(n, x_cols.size, forward_slice)
     out = out_cols.reshape(n, h_out, w_out, filters).transpose(0, 3, 1, 2)  # NCHW view of NHWC memory
-
     cache = Conv2dCache(x_cols, weight, bias is not None, x.shape, pads, stride, dilation, groups, (h_out, w_out))
     return out, cache
 
@@ -229,12 +227,14 @@ def conv2d_backward(
 
     ``input_grad=False`` skips dx (returned as None): the first layer of a
     network needs no input gradient, and dx is a third of the backward work.
+    Like the forward pass, the batch is processed in independent slices; the
+    weight and bias gradients of the slices are summed in order.
 
     Shape:
         dout: (N, F, H_out, W_out)
         returns dx (N, C, H, W), dweight (F, C/G, KH, KW), dbias (F,) or None
     """
-    n, channels, _, _ = cache.x_shape
+    n, channels, height, width = cache.x_shape
     filters, group_channels, kh, kw = cache.weight.shape
     h_out, w_out = cache.out_hw
     groups = cache.groups
@@ -244,33 +244,48 @@ def conv2d_backward(
 
     # Free when dout is channels-last in memory (as this op's own output is).
     dout_cols = dout.transpose(0, 2, 3, 1).reshape(n * h_out * w_out, filters)  # (M, F)
-    dbias = dout_cols.sum(axis=0) if cache.has_bias else None
     rows = weight_rows(cache.weight, groups)  # (G, F/G, KK*C/G)
+    rows_per_image = h_out * w_out
+    dx_nhwc = np.empty((n, height, width, channels), dtype=dout.dtype) if input_grad else None
 
-    if groups == 1:
-        dweight_rows = (dout_cols.T @ cache.x_cols)[None]  # (1, F, KK*C)
-        dx_cols = dout_cols @ rows[0] if input_grad else None  # (M, KK*C)
-    else:
-        dout_groups = dout_cols.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, M, F/G)
-        x_groups = _grouped_cols(cache.x_cols, kh * kw, groups)  # (G, M, KK*C/G)
-        dweight_rows = np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
-        dx_cols = None
+    def backward_slice(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        image_rows = slice(start * rows_per_image, stop * rows_per_image)
+        dout_part, x_cols = dout_cols[image_rows], cache.x_cols[image_rows]
+        dbias = dout_part.sum(axis=0) if cache.has_bias else None
+        if groups == 1:
+            dweight_rows = (dout_part.T @ x_cols)[None]  # (1, F, KK*C)
+            dx_cols = dout_part @ rows[0] if input_grad else None  # (m, KK*C)
+        else:
+            dout_groups = dout_part.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
+            x_groups = _grouped_cols(x_cols, kh * kw, groups)  # (G, m, KK*C/G)
+            dweight_rows = np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
+            dx_cols = None
+            if input_grad:
+                dx_groups = np.matmul(dout_groups, rows)  # (G, m, KK*C/G)
+                dx_cols = dx_groups.reshape(groups, -1, kh * kw, group_channels).transpose(1, 2, 0, 3)
         if input_grad:
-            dx_groups = np.matmul(dout_groups, rows)  # (G, M, KK*C/G)
-            dx_cols = dx_groups.reshape(groups, -1, kh * kw, group_channels).transpose(1, 2, 0, 3)
+            count = stop - start
+            dx_nhwc[start:stop] = col2im(
+                dx_cols.reshape(count, h_out, w_out, kh, kw, channels),
+                (count, channels, height, width),
+                (kh, kw),
+                cache.pads,
+                cache.stride,
+                cache.dilation,
+            )
+        return dweight_rows, dbias
 
+    slices = parallel_over_batch(n, cache.x_cols.size, backward_slice)
+    dweight_rows = slices[0][0]
+    for part, _ in slices[1:]:
+        dweight_rows = dweight_rows + part
+    dbias = None
+    if cache.has_bias:
+        dbias = slices[0][1]
+        for _, part in slices[1:]:
+            dbias = dbias + part
     # (G, F/G, KH, KW, C/G) -> (F, C/G, KH, KW)
-    dweight = np.ascontiguousarray(
-        dweight_rows.reshape(filters, kh, kw, group_channels).transpose(0, 3, 1, 2)
-    )
+    dweight = np.ascontiguousarray(dweight_rows.reshape(filters, kh, kw, group_channels).transpose(0, 3, 1, 2))
     if not input_grad:
         return None, dweight, dbias
-    dx_nhwc = col2im(
-        dx_cols.reshape(n, h_out, w_out, kh, kw, channels),
-        cache.x_shape,
-        (kh, kw),
-        cache.pads,
-        cache.stride,
-        cache.dilation,
-    )
     return dx_nhwc.transpose(0, 3, 1, 2), dweight, dbias

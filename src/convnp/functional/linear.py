@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.functional.threads import parallel_over_batch
+
 __all__ = ["linear_forward", "linear_backward"]
 
 
@@ -40,14 +42,21 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = 
         )
     if weight.dtype != x.dtype:
         raise TypeError(f"linear_forward: weight dtype {weight.dtype} differs from x dtype {x.dtype}")
-    out = x @ weight.T  # (N, IN) @ (IN, OUT) -> (N, OUT)
     if bias is not None:
         bias = np.asarray(bias)
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"linear_forward: bias must have shape ({weight.shape[0]},), got {bias.shape}")
         if bias.dtype != x.dtype:
             raise TypeError(f"linear_forward: bias dtype {bias.dtype} differs from x dtype {x.dtype}")
-        out += bias  # (OUT,) broadcasts over the batch
+    out = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
+
+    def forward_slice(start: int, stop: int) -> None:
+        np.matmul(x[start:stop], weight.T, out=out[start:stop])  # (n, IN) @ (IN, OUT) -> (n, OUT)
+        if bias is not None:
+            out[start:stop] += bias  # (OUT,) broadcasts over the batch
+
+    # Slices of the batch run on separate cores (see convnp.functional.threads).
+    parallel_over_batch(x.shape[0], x.size, forward_slice)
     cache = (x, weight, bias is not None)
     return out, cache
 
@@ -70,7 +79,16 @@ def linear_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndar
             f"linear_backward: dout must have the forward output's shape "
             f"{(x.shape[0], weight.shape[0])}, got {dout.shape}"
         )
-    dx = dout @ weight  # (N, OUT) @ (OUT, IN) -> (N, IN)
-    dweight = dout.T @ x  # (OUT, N) @ (N, IN) -> (OUT, IN)
+    dx = np.empty(x.shape, dtype=dout.dtype)
+
+    def backward_slice(start: int, stop: int) -> np.ndarray:
+        np.matmul(dout[start:stop], weight, out=dx[start:stop])  # (n, OUT) @ (OUT, IN) -> (n, IN)
+        return dout[start:stop].T @ x[start:stop]  # (OUT, n) @ (n, IN) -> this slice's share of dweight
+
+    # Each slice of the batch on its own core; the slices' weight gradients are summed in order.
+    shares = parallel_over_batch(x.shape[0], x.size, backward_slice)
+    dweight = shares[0]
+    for share in shares[1:]:
+        dweight = dweight + share
     dbias = dout.sum(axis=0) if has_bias else None  # (OUT,)
     return dx, dweight, dbias

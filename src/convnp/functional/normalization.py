@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.functional.threads import parallel_over_batch
+
 __all__ = [
     "batch_norm_forward",
     "batch_norm_backward",
@@ -157,38 +159,100 @@ def batch_norm_forward(
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"{owner}: momentum must be in [0, 1], got {momentum!r}")
 
-    sum_axes = (0, *range(2, x.ndim))  # every axis but the channel axis
-    param_shape = (1, channels) + (1,) * (x.ndim - 2)  # (1, C) or (1, C, 1, 1)
+    # Per-channel statistics over every other axis are column statistics of the
+    # channels-last (rows, C) matrix: a free view of channels-last memory (what
+    # convnp's convolutions produce), where each pass runs over long rows.
+    x_rows = _channel_rows(x)  # (N*H*W, C)
+    count = x_rows.shape[0]  # m = N * H * W values per channel
+    slices = _RowSlices(x.shape)
     use_batch_stats = training or running_mean is None
     if use_batch_stats:
-        count = x.size // channels  # m = N * H * W values per channel
         if training and count < 2:
             raise ValueError(
                 f"{owner}: training needs more than one value per channel to estimate a "
                 f"variance, got x of shape {x.shape}"
             )
-        mean = x.mean(axis=sum_axes)  # (C,)
-        var = x.var(axis=sum_axes)  # (C,), biased: the batch is normalised by its own spread
+        mean = slices.column_sum(lambda rows: x_rows[rows].sum(axis=0)) / x.dtype.type(count)  # (C,)
+    else:
+        # The buffers may be kept in another precision; compute in x's dtype.
+        mean = running_mean.astype(x.dtype, copy=False)
+    x_hat = np.empty(x_rows.shape, dtype=x.dtype)
+
+    def center(rows: slice) -> np.ndarray:
+        np.subtract(x_rows[rows], mean, out=x_hat[rows])
+        return np.einsum("ij,ij->j", x_hat[rows], x_hat[rows])  # this slice's sum of squares
+
+    squares = slices.column_sum(center)
+    if use_batch_stats:
+        var = squares / x.dtype.type(count)  # (C,), biased: the batch is normalised by its own spread
         if training and running_mean is not None:
             unbiased_var = var * (count / (count - 1))
             running_mean[...] = momentum * mean + (1 - momentum) * running_mean
             running_var[...] = momentum * unbiased_var + (1 - momentum) * running_var
     else:
-        # The buffers may be kept in another precision; compute in x's dtype.
-        mean = running_mean.astype(x.dtype, copy=False)
         var = running_var.astype(x.dtype, copy=False)
 
-    inv_std = 1 / np.sqrt(var + eps)  # (C,)
-    x_hat = (x - mean.reshape(param_shape)) * inv_std.reshape(param_shape)
-    out = _affine(x_hat, weight, bias, param_shape)
+    inv_std = (1 / np.sqrt(var + x.dtype.type(eps))).astype(x.dtype, copy=False)  # (C,)
+    out = np.empty(x_rows.shape, dtype=x.dtype)
+
+    def normalize(rows: slice) -> None:
+        x_hat[rows] *= inv_std  # (rows, C)
+        if weight is None:
+            out[rows] = x_hat[rows]
+        else:
+            np.multiply(x_hat[rows], weight, out=out[rows])
+        if bias is not None:
+            out[rows] += bias
+
+    slices.run(normalize)
     cache = {
         "x_hat": x_hat,
-        "inv_std": inv_std.reshape(param_shape),
+        "inv_std": inv_std,
         "weight": weight,
         "has_bias": bias is not None,
         "batch_stats": use_batch_stats,
+        "shape": x.shape,
     }
-    return out, cache
+    return _from_channel_rows(out, x.shape), cache
+
+
+class _RowSlices:
+    """Run per-row work of an (N*H*W, C) matrix in batch slices on several cores.
+
+    Column sums are summed slice by slice in a fixed order (reproducible).
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.batch = shape[0]
+        self.rows_per_sample = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
+        self.elements = int(np.prod(shape, dtype=np.int64))
+
+    def _rows(self, start: int, stop: int) -> slice:
+        return slice(start * self.rows_per_sample, stop * self.rows_per_sample)
+
+    def run(self, fn):
+        return parallel_over_batch(self.batch, self.elements, lambda start, stop: fn(self._rows(start, stop)))
+
+    def column_sum(self, fn) -> np.ndarray:
+        parts = self.run(fn)
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total
+
+
+def _channel_rows(x: np.ndarray) -> np.ndarray:
+    """(N, C, ...) -> (N * prod(...), C): channels last, one row per position."""
+    if x.ndim == 2:
+        return x
+    return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+
+
+def _from_channel_rows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of ``_channel_rows``: an (N, C, ...)-shaped view of the rows."""
+    if len(shape) == 2:
+        return rows
+    return np.moveaxis(rows.reshape(shape[0], *shape[2:], shape[1]), -1, 1)
 
 
 def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -205,17 +269,35 @@ def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
     Shape:
         dout, dx: same as x; dweight, dbias: (C,)
     """
-    x_hat = cache["x_hat"]
-    dout = _check_dout(dout, x_hat.shape, "batch_norm_backward")
-    sum_axes = (0, *range(2, x_hat.ndim))
-    dx_hat, dweight, dbias = _affine_backward(
-        dout, x_hat, cache["weight"], cache["has_bias"], sum_axes, cache["inv_std"].shape
+    x_hat, inv_std, weight = cache["x_hat"], cache["inv_std"], cache["weight"]
+    dout = _check_dout(dout, cache["shape"], "batch_norm_backward")
+    dout_rows = _channel_rows(dout)  # (N*H*W, C), a view when dout is channels-last
+    count = x_hat.shape[0]
+    slices = _RowSlices(cache["shape"])
+    sums = slices.column_sum(
+        lambda rows: np.stack([dout_rows[rows].sum(axis=0), np.einsum("ij,ij->j", dout_rows[rows], x_hat[rows])])
     )
-    if cache["batch_stats"]:
-        dx = _standardize_backward(dx_hat, x_hat, cache["inv_std"], sum_axes)
-    else:
-        dx = dx_hat * cache["inv_std"]
-    return dx, dweight, dbias
+    dbias, dweight = sums[0], sums[1]  # (C,) each: sum of dout, sum of dout * x_hat
+    scale = inv_std if weight is None else weight * inv_std
+    dx = np.empty(dout_rows.shape, dtype=dout.dtype)
+    mean_dout = dbias / dout.dtype.type(count)
+    mean_dout_x_hat = dweight / dout.dtype.type(count)
+
+    def input_grad(rows: slice) -> None:
+        if cache["batch_stats"]:
+            np.multiply(x_hat[rows], mean_dout_x_hat, out=dx[rows])
+            np.subtract(dout_rows[rows], dx[rows], out=dx[rows])
+            dx[rows] -= mean_dout
+            dx[rows] *= scale
+        else:
+            np.multiply(dout_rows[rows], scale, out=dx[rows])
+
+    slices.run(input_grad)
+    return (
+        _from_channel_rows(dx, cache["shape"]),
+        None if weight is None else dweight,
+        dbias if cache["has_bias"] else None,
+    )
 
 
 # --------------------------------------------------------------- group norm

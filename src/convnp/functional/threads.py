@@ -1,34 +1,87 @@
-"""Split memory-bound work (copies, elementwise ops) over a few threads along the batch axis.
+"""Run a batched op as a few independent slices of the batch, one per CPU core.
 
-NumPy runs one ufunc or copy on one core, while BLAS already uses every core
-for the matrix products. The gathers, scatters, poolings and activations
-between the products are independent per sample, and NumPy releases the GIL
-inside them, so running contiguous slices of the batch on two threads uses
-the second core for them too. Results are identical to a single-threaded run:
-each element is computed by the same operation whichever thread does it
-(reductions across the batch are never split).
+BLAS parallelises one matrix product across cores, but the products in a CNN
+are skinny and the copies around them (im2col, col2im, pooling, activations)
+run on one core. Splitting the *batch* instead gives every core a complete,
+independent piece of the op: its own im2col, its own single-threaded matrix
+product and its own scatter, with no synchronisation in between. NumPy and
+BLAS release the GIL, so plain Python threads run these slices in parallel.
+While a split op runs, BLAS is limited to one thread (restored afterwards), so
+the two levels of parallelism never compete for the same cores.
 
-The number of threads defaults to the CPUs this process may use (at most 8);
-``set_num_threads(1)`` or the environment variable ``CONVNP_NUM_THREADS=1``
-turns the splitting off.
+Each slice computes exactly what the whole op would for those samples; the
+few values summed across the batch (weight and bias gradients) are summed
+slice by slice in a fixed order, so results are reproducible run to run.
+
+The number of slices defaults to the CPUs this process may use (at most 8);
+``set_num_threads(1)`` or ``CONVNP_NUM_THREADS=1`` runs every op in one piece.
+When the BLAS library's thread count cannot be controlled (a BLAS other than
+OpenBLAS, or not on Linux), ops also run in one piece and BLAS keeps its own
+threading.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel_over_batch"]
+__all__ = ["get_num_threads", "set_num_threads", "parallel_over_batch", "single_threaded_blas"]
 
-# Below this many elements per op, starting threads costs more than it saves.
-MIN_ELEMENTS = 1 << 17
+T = TypeVar("T")
 
-_settings = {"threads": None}
+# Below this many elements an op is too small to be worth splitting.
+MIN_ELEMENTS = 1 << 16
+
+_settings: dict = {"threads": None}
 _executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+_lock = threading.Lock()
 _inside = threading.local()
+
+
+class _BlasThreads:
+    """Get and set the thread count of the OpenBLAS that NumPy loaded (via its C API)."""
+
+    def __init__(self) -> None:
+        self.get = self.set = None
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
+        except OSError:
+            return
+        for path in sorted(paths):
+            try:
+                library = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix in ("scipy_openblas", "openblas"):
+                for suffix in ("64_", ""):
+                    getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
+                    setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
+                    if getter is not None and setter is not None:
+                        getter.restype = ctypes.c_int
+                        setter.argtypes = [ctypes.c_int]
+                        self.get, self.set = getter, setter
+                        return
+
+    @property
+    def available(self) -> bool:
+        return self.set is not None
+
+
+_blas: _BlasThreads | None = None
+
+
+def _blas_threads() -> _BlasThreads:
+    global _blas
+    if _blas is None:
+        import numpy  # noqa: F401  (OpenBLAS is loaded with NumPy)
+
+        _blas = _BlasThreads()
+    return _blas
 
 
 def _default_threads() -> int:
@@ -46,49 +99,83 @@ def _default_threads() -> int:
 
 
 def get_num_threads() -> int:
-    """How many threads memory-bound ops may use."""
+    """How many slices a batched op is split into (1 when BLAS cannot be controlled)."""
     if _settings["threads"] is None:
-        _settings["threads"] = _default_threads()
+        _settings["threads"] = _default_threads() if _blas_threads().available else 1
     return _settings["threads"]
 
 
 def set_num_threads(threads: int) -> None:
-    """Set how many threads memory-bound ops may use (1 turns splitting off)."""
+    """Split batched ops into ``threads`` slices (1 turns splitting off)."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {threads!r}")
-    _settings["threads"] = threads
+    _settings["threads"] = threads if _blas_threads().available else 1
 
 
 def _get_executor(workers: int) -> ThreadPoolExecutor:
     global _executor
-    with _executor_lock:
+    with _lock:
         if _executor is None or _executor._max_workers < workers:
             _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convnp")
         return _executor
 
 
-def _run_marked(fn: Callable[[int, int], None], start: int, stop: int) -> None:
+def _run_inside(fn: Callable[[int, int], T], start: int, stop: int) -> T:
     _inside.active = True
     try:
-        fn(start, stop)
+        return fn(start, stop)
     finally:
         _inside.active = False
 
 
-def parallel_over_batch(batch: int, elements: int, fn: Callable[[int, int], None]) -> None:
-    """Call ``fn(start, stop)`` on contiguous slices covering ``range(batch)``, in parallel.
+class single_threaded_blas:
+    """Keep BLAS at one thread for a whole model pass (re-entrant); restores the count on exit.
 
-    ``elements`` is the op's total size; small ops (and calls made from inside
-    a worker) run on the calling thread in one piece. ``fn`` must write only
-    to its own slice.
+    Between split ops, a multi-threaded BLAS call would leave OpenBLAS's
+    worker threads spinning on the cores the next split op needs. A model's
+    forward and backward passes run inside this context, so every matrix
+    product in them runs inside a split op on one core each.
+    """
+
+    _depth = 0
+    _previous = None
+
+    def __enter__(self) -> single_threaded_blas:
+        blas = _blas_threads()
+        cls = type(self)
+        if blas.available and get_num_threads() > 1:
+            with _lock:
+                if cls._depth == 0:
+                    cls._previous = blas.get()
+                    blas.set(1)
+                cls._depth += 1
+            self._active = True
+        else:
+            self._active = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._active:
+            cls = type(self)
+            with _lock:
+                cls._depth -= 1
+                if cls._depth == 0:
+                    _blas_threads().set(cls._previous)
+
+
+def parallel_over_batch(batch: int, elements: int, fn: Callable[[int, int], T]) -> list[T]:
+    """Call ``fn(start, stop)`` on contiguous slices covering ``range(batch)``; return the results in order.
+
+    ``elements`` is the op's size: small ops, and calls made from inside a
+    slice, run in one piece on the calling thread. ``fn`` must write only to
+    its own slice of any shared output.
     """
     threads = min(get_num_threads(), batch)
     if threads <= 1 or elements < MIN_ELEMENTS or getattr(_inside, "active", False):
-        fn(0, batch)
-        return
+        return [fn(0, batch)]
     bounds = [batch * i // threads for i in range(threads + 1)]
-    executor = _get_executor(threads - 1)
-    futures = [executor.submit(_run_marked, fn, bounds[i], bounds[i + 1]) for i in range(1, threads)]
-    _run_marked(fn, bounds[0], bounds[1])
-    for future in futures:
-        future.result()
+    with single_threaded_blas():
+        executor = _get_executor(threads - 1)
+        futures = [executor.submit(_run_inside, fn, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+        results = [_run_inside(fn, bounds[0], bounds[1])]
+        return results + [future.result() for future in futures]

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from convnp._random import as_generator
+from convnp.functional.threads import single_threaded_blas
 from convnp.nn.layer import Layer, shape_mismatch
 from convnp.nn.parameter import Parameter
 
@@ -109,8 +110,9 @@ class Sequential:
 
     def forward_layers(self, x: np.ndarray, training: bool, stop: int | None = None) -> np.ndarray:
         """Run a prepared batch through ``layers[:stop]``."""
-        for layer in self.layers[:stop]:
-            x = layer.forward(x, training=training)
+        with single_threaded_blas():  # every product runs inside a batch-split op (functional/threads.py)
+            for layer in self.layers[:stop]:
+                x = layer.forward(x, training=training)
         return x
 
     def backward(self, dlogits: np.ndarray, input_grad: bool = True, stop: int | None = None) -> np.ndarray | None:
@@ -120,14 +122,15 @@ class Sequential:
         ``layers[stop - 1]``. With ``input_grad=False`` the input gradient is not
         computed (None is returned), which spares the first convolution's dx.
         """
-        grad = dlogits
-        layers = self.layers[:stop]
-        for layer in reversed(layers[1:]):
-            grad = layer.backward(grad)
-        if not input_grad:
-            layers[0].backward_params(grad)
-            return None
-        return layers[0].backward(grad)
+        with single_threaded_blas():
+            grad = dlogits
+            layers = self.layers[:stop]
+            for layer in reversed(layers[1:]):
+                grad = layer.backward(grad)
+            if not input_grad:
+                layers[0].backward_params(grad)
+                return None
+            return layers[0].backward(grad)
 
     # ------------------------------------------------------------ parameters
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
