@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from convnp.functional import naive
-from convnp.functional.conv import conv2d_backward, conv2d_forward
-from convnp.functional.geometry import output_size
+from convnp.functional.conv import conv2d_backward, conv2d_forward, im2col
+from convnp.functional.geometry import output_size, pad_channels_last
 from convnp.functional.pooling import max_pool2d_backward, max_pool2d_forward
 from convnp.gradcheck import numerical_gradient
 
@@ -106,13 +106,13 @@ def test_seed000_example_has_25_locations():
 
 
 def test_seed000_example_column_matrix():
-    _, cache = conv2d_forward(SEED000_X, SEED000_FILTERS, padding=1)
-    # convnp keeps one receptive field per row (25 rows of C*KH*KW = 4 entries), the
-    # transpose of the tutorial's 4 x 25 layout. With one channel and one group the 4
-    # entries of a row are the kernel offsets in row-major order, whatever extra axes
-    # the fast path keeps.
-    assert cache.x_cols.size == 100 and cache.x_cols.shape[0] == 25
-    np.testing.assert_array_equal(cache.x_cols.reshape(25, 4).T, SEED000_X_COL)
+    # convnp's im2col keeps one receptive field per row (25 rows of KH*KW*C = 4 entries),
+    # the transpose of the tutorial's 4 x 25 layout. With one channel the 4 entries of a
+    # row are the kernel offsets in row-major order.
+    x_padded = pad_channels_last(SEED000_X.transpose(0, 2, 3, 1), (1, 1, 1, 1))
+    x_cols = im2col(x_padded, (2, 2), (1, 1), (1, 1), (5, 5))
+    assert x_cols.shape == (25, 4)
+    np.testing.assert_array_equal(x_cols.T, SEED000_X_COL)
 
 
 @pytest.mark.parametrize("implementation", ["fast", "naive"])

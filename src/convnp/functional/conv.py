@@ -38,16 +38,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_channels_last, pair, sliding_windows
+from convnp.functional.reductions import column_sum
 from convnp.functional.threads import parallel_over_batch
 
 __all__ = ["conv2d_forward", "conv2d_backward", "Conv2dCache", "im2col", "col2im", "weight_rows"]
 
 
+# im2col works through the batch a few images at a time, so that each
+# gathered block (about this many bytes) is still in the CPU cache when the
+# matrix product reads it, and memory stays bounded for any batch size.
+CHUNK_BYTES = 1 << 21
+
+
 @dataclass
 class Conv2dCache:
-    """What the backward pass needs from the forward pass."""
+    """What the backward pass needs from the forward pass.
 
-    x_cols: np.ndarray  # (N*H_out*W_out, KH*KW*C): receptive fields, channels innermost
+    The input itself is kept, not its im2col matrix: the backward pass gathers
+    each chunk again, which costs one cache-resident copy and saves holding
+    (and streaming through memory) a matrix KH*KW times the input's size.
+    """
+
+    x_nhwc: np.ndarray  # (N, H, W, C): the input, channels-last view
     weight: np.ndarray  # (F, C/G, KH, KW)
     has_bias: bool
     x_shape: tuple[int, int, int, int]
@@ -198,26 +210,33 @@ def conv2d_forward(
     x_nhwc = x.transpose(0, 2, 3, 1)  # (N, H, W, C): a view
     rows = weight_rows(weight, groups)  # (G, F/G, KH*KW*C/G)
     rows_per_image = h_out * w_out
-    x_cols = np.empty((n * rows_per_image, kh * kw * channels), dtype=x.dtype)  # kept for backward
     out_cols = np.empty((n * rows_per_image, filters), dtype=x.dtype)
+    chunk = _chunk_images(rows_per_image, kh * kw * channels, x.dtype)
 
     def forward_slice(start: int, stop: int) -> None:
-        image_rows = slice(start * rows_per_image, stop * rows_per_image)
-        x_padded = pad_channels_last(x_nhwc[start:stop], pads)  # (n, Hp, Wp, C)
-        cols = im2col(x_padded, (kh, kw), stride, dilation, (h_out, w_out), out=x_cols[image_rows])
-        if groups == 1:
-            np.matmul(cols, rows[0].T, out=out_cols[image_rows])  # (n*Ho*Wo, F)
-        else:
-            # (G, m, KK*C/G) @ (G, KK*C/G, F/G) -> (G, m, F/G) -> (m, F)
-            out_groups = np.matmul(_grouped_cols(cols, kh * kw, groups), rows.transpose(0, 2, 1))
-            out_cols[image_rows] = out_groups.transpose(1, 0, 2).reshape(-1, filters)
-        if bias is not None:
-            out_cols[image_rows] += bias  # broadcast over rows: the channel axis is innermost
+        for first in range(start, stop, chunk):
+            last = min(first + chunk, stop)
+            image_rows = slice(first * rows_per_image, last * rows_per_image)
+            x_padded = pad_channels_last(x_nhwc[first:last], pads)  # (n, Hp, Wp, C)
+            cols = im2col(x_padded, (kh, kw), stride, dilation, (h_out, w_out))  # (n*Ho*Wo, KH*KW*C)
+            if groups == 1:
+                np.matmul(cols, rows[0].T, out=out_cols[image_rows])  # (n*Ho*Wo, F)
+            else:
+                # (G, m, KK*C/G) @ (G, KK*C/G, F/G) -> (G, m, F/G) -> (m, F)
+                out_groups = np.matmul(_grouped_cols(cols, kh * kw, groups), rows.transpose(0, 2, 1))
+                out_cols[image_rows] = out_groups.transpose(1, 0, 2).reshape(-1, filters)
+            if bias is not None:
+                out_cols[image_rows] += bias  # broadcast over rows: the channel axis is innermost
 
-    parallel_over_batch(n, x_cols.size, forward_slice)
+    parallel_over_batch(n, n * rows_per_image * kh * kw * channels, forward_slice)
     out = out_cols.reshape(n, h_out, w_out, filters).transpose(0, 3, 1, 2)  # NCHW view of NHWC memory
-    cache = Conv2dCache(x_cols, weight, bias is not None, x.shape, pads, stride, dilation, groups, (h_out, w_out))
+    cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, (h_out, w_out))
     return out, cache
+
+
+def _chunk_images(rows_per_image: int, columns: int, dtype: np.dtype) -> int:
+    """How many images' im2col rows fit in about ``CHUNK_BYTES`` (at least one)."""
+    return max(1, CHUNK_BYTES // (rows_per_image * columns * np.dtype(dtype).itemsize))
 
 
 def conv2d_backward(
@@ -247,11 +266,14 @@ def conv2d_backward(
     rows = weight_rows(cache.weight, groups)  # (G, F/G, KK*C/G)
     rows_per_image = h_out * w_out
     dx_nhwc = np.empty((n, height, width, channels), dtype=dout.dtype) if input_grad else None
+    chunk = _chunk_images(rows_per_image, kh * kw * channels, dout.dtype)
 
-    def backward_slice(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        image_rows = slice(start * rows_per_image, stop * rows_per_image)
-        dout_part, x_cols = dout_cols[image_rows], cache.x_cols[image_rows]
-        dbias = dout_part.sum(axis=0) if cache.has_bias else None
+    def backward_chunk(first: int, last: int) -> tuple[np.ndarray, np.ndarray | None]:
+        image_rows = slice(first * rows_per_image, last * rows_per_image)
+        dout_part = dout_cols[image_rows]
+        x_padded = pad_channels_last(cache.x_nhwc[first:last], cache.pads)
+        x_cols = im2col(x_padded, (kh, kw), cache.stride, cache.dilation, (h_out, w_out))  # gathered again
+        dbias = column_sum(dout_part) if cache.has_bias else None
         if groups == 1:
             dweight_rows = (dout_part.T @ x_cols)[None]  # (1, F, KK*C)
             dx_cols = dout_part @ rows[0] if input_grad else None  # (m, KK*C)
@@ -264,8 +286,8 @@ def conv2d_backward(
                 dx_groups = np.matmul(dout_groups, rows)  # (G, m, KK*C/G)
                 dx_cols = dx_groups.reshape(groups, -1, kh * kw, group_channels).transpose(1, 2, 0, 3)
         if input_grad:
-            count = stop - start
-            dx_nhwc[start:stop] = col2im(
+            count = last - first
+            dx_nhwc[first:last] = col2im(
                 dx_cols.reshape(count, h_out, w_out, kh, kw, channels),
                 (count, channels, height, width),
                 (kh, kw),
@@ -275,7 +297,16 @@ def conv2d_backward(
             )
         return dweight_rows, dbias
 
-    slices = parallel_over_batch(n, cache.x_cols.size, backward_slice)
+    def backward_slice(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        dweight_rows, dbias = backward_chunk(start, min(start + chunk, stop))
+        for first in range(start + chunk, stop, chunk):
+            part_dweight, part_dbias = backward_chunk(first, min(first + chunk, stop))
+            dweight_rows += part_dweight
+            if dbias is not None:
+                dbias += part_dbias
+        return dweight_rows, dbias
+
+    slices = parallel_over_batch(n, n * rows_per_image * kh * kw * channels, backward_slice)
     dweight_rows = slices[0][0]
     for part, _ in slices[1:]:
         dweight_rows = dweight_rows + part

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.functional.reductions import column_sum
 from convnp.functional.threads import parallel_over_batch
 
 __all__ = ["linear_forward", "linear_backward"]
@@ -90,5 +91,5 @@ def linear_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndar
     dweight = shares[0]
     for share in shares[1:]:
         dweight = dweight + share
-    dbias = dout.sum(axis=0) if has_bias else None  # (OUT,)
+    dbias = column_sum(dout) if has_bias else None  # (OUT,)
     return dx, dweight, dbias

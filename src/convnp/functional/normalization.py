@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.functional.reductions import column_sum
 from convnp.functional.threads import parallel_over_batch
 
 __all__ = [
@@ -172,7 +173,7 @@ def batch_norm_forward(
                 f"{owner}: training needs more than one value per channel to estimate a "
                 f"variance, got x of shape {x.shape}"
             )
-        mean = slices.column_sum(lambda rows: x_rows[rows].sum(axis=0)) / x.dtype.type(count)  # (C,)
+        mean = slices.summed(lambda rows: column_sum(x_rows[rows])) / x.dtype.type(count)  # (C,)
     else:
         # The buffers may be kept in another precision; compute in x's dtype.
         mean = running_mean.astype(x.dtype, copy=False)
@@ -182,7 +183,7 @@ def batch_norm_forward(
         np.subtract(x_rows[rows], mean, out=x_hat[rows])
         return np.einsum("ij,ij->j", x_hat[rows], x_hat[rows])  # this slice's sum of squares
 
-    squares = slices.column_sum(center)
+    squares = slices.summed(center)
     if use_batch_stats:
         var = squares / x.dtype.type(count)  # (C,), biased: the batch is normalised by its own spread
         if training and running_mean is not None:
@@ -233,7 +234,7 @@ class _RowSlices:
     def run(self, fn):
         return parallel_over_batch(self.batch, self.elements, lambda start, stop: fn(self._rows(start, stop)))
 
-    def column_sum(self, fn) -> np.ndarray:
+    def summed(self, fn) -> np.ndarray:
         parts = self.run(fn)
         total = parts[0]
         for part in parts[1:]:
@@ -274,8 +275,8 @@ def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
     dout_rows = _channel_rows(dout)  # (N*H*W, C), a view when dout is channels-last
     count = x_hat.shape[0]
     slices = _RowSlices(cache["shape"])
-    sums = slices.column_sum(
-        lambda rows: np.stack([dout_rows[rows].sum(axis=0), np.einsum("ij,ij->j", dout_rows[rows], x_hat[rows])])
+    sums = slices.summed(
+        lambda rows: np.stack([column_sum(dout_rows[rows]), np.einsum("ij,ij->j", dout_rows[rows], x_hat[rows])])
     )
     dbias, dweight = sums[0], sums[1]  # (C,) each: sum of dout, sum of dout * x_hat
     scale = inv_std if weight is None else weight * inv_std
