@@ -41,9 +41,14 @@ def dropout_forward(
         return x, None
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     # Uniform draws in float64 whatever x's dtype, so one seed gives one mask
-    # in float32 and float64 alike; P(u >= p) = 1 - p.
-    keep = generator.random(x.shape) >= p
-    mask = keep.astype(x.dtype) * x.dtype.type(1 / (1 - p))  # entries 0 or 1 / (1 - p)
+    # in float32 and float64 alike; P(u >= p) = 1 - p. Image batches are drawn in
+    # channels-last order, the memory order of convnp's feature maps, so that
+    # the mask and the output keep that layout.
+    if x.ndim == 4:
+        keep = (generator.random((x.shape[0], x.shape[2], x.shape[3], x.shape[1])) >= p).transpose(0, 3, 1, 2)
+    else:
+        keep = generator.random(x.shape) >= p
+    mask = keep * x.dtype.type(1 / (1 - p))  # entries 0 or 1 / (1 - p), in x's dtype
     return x * mask, mask
 
 
