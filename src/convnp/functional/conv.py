@@ -208,17 +208,40 @@ def conv2d_forward(
     )
 
     x_nhwc = x.transpose(0, 2, 3, 1)  # (N, H, W, C): a view
+    out_nhwc = _conv_channels_last(x_nhwc, weight, bias, pads, stride, dilation, groups, (h_out, w_out))
+    out = out_nhwc.transpose(0, 3, 1, 2)  # NCHW view of NHWC memory
+    cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, (h_out, w_out))
+    return out, cache
+
+
+def _conv_channels_last(
+    x_nhwc: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    pads: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """The convolution itself, on channels-last arrays with explicit (top, bottom, left, right) padding.
+
+    Shape: x_nhwc (N, H, W, C), weight (F, C/G, KH, KW) -> (N, H_out, W_out, F)
+    """
+    n, _, _, channels = x_nhwc.shape
+    filters, _, kh, kw = weight.shape
+    h_out, w_out = out_hw
     rows = weight_rows(weight, groups)  # (G, F/G, KH*KW*C/G)
     rows_per_image = h_out * w_out
-    out_cols = np.empty((n * rows_per_image, filters), dtype=x.dtype)
-    chunk = _chunk_images(rows_per_image, kh * kw * channels, x.dtype)
+    out_cols = np.empty((n * rows_per_image, filters), dtype=x_nhwc.dtype)
+    chunk = _chunk_images(rows_per_image, kh * kw * channels, x_nhwc.dtype)
 
     def forward_slice(start: int, stop: int) -> None:
         for first in range(start, stop, chunk):
             last = min(first + chunk, stop)
             image_rows = slice(first * rows_per_image, last * rows_per_image)
             x_padded = pad_channels_last(x_nhwc[first:last], pads)  # (n, Hp, Wp, C)
-            cols = im2col(x_padded, (kh, kw), stride, dilation, (h_out, w_out))  # (n*Ho*Wo, KH*KW*C)
+            cols = im2col(x_padded, (kh, kw), stride, dilation, out_hw)  # (n*Ho*Wo, KH*KW*C)
             if groups == 1:
                 np.matmul(cols, rows[0].T, out=out_cols[image_rows])  # (n*Ho*Wo, F)
             else:
@@ -229,9 +252,24 @@ def conv2d_forward(
                 out_cols[image_rows] += bias  # broadcast over rows: the channel axis is innermost
 
     parallel_over_batch(n, n * rows_per_image * kh * kw * channels, forward_slice)
-    out = out_cols.reshape(n, h_out, w_out, filters).transpose(0, 3, 1, 2)  # NCHW view of NHWC memory
-    cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, (h_out, w_out))
-    return out, cache
+    return out_cols.reshape(n, h_out, w_out, filters)
+
+
+def _transposed_pads(cache: Conv2dCache) -> tuple[int, int, int, int] | None:
+    """Padding under which dx is a stride-1 convolution of dout, or None when that does not apply.
+
+    With stride 1, dx[h] = sum over p of dout[h + top - p*D] * w[p]: a
+    correlation of dout with the flipped kernel, padded by D*(K-1) - top
+    before and D*(K-1) - bottom after. Strided, grouped, or over-padded
+    convolutions (which would need negative padding) use col2im instead.
+    """
+    if cache.stride != (1, 1) or cache.groups != 1:
+        return None
+    _, _, kh, kw = cache.weight.shape
+    span_h, span_w = cache.dilation[0] * (kh - 1), cache.dilation[1] * (kw - 1)
+    top, bottom, left, right = cache.pads
+    pads = (span_h - top, span_h - bottom, span_w - left, span_w - right)
+    return pads if min(pads) >= 0 else None
 
 
 def _chunk_images(rows_per_image: int, columns: int, dtype: np.dtype) -> int:
@@ -265,7 +303,11 @@ def conv2d_backward(
     dout_cols = dout.transpose(0, 2, 3, 1).reshape(n * h_out * w_out, filters)  # (M, F)
     rows = weight_rows(cache.weight, groups)  # (G, F/G, KK*C/G)
     rows_per_image = h_out * w_out
-    dx_nhwc = np.empty((n, height, width, channels), dtype=dout.dtype) if input_grad else None
+    transposed_pads = _transposed_pads(cache) if input_grad else None
+    # With stride 1, dx is itself a convolution (of dout with the flipped filters):
+    # one more im2col + GEMM, with no scatter-add at all. Otherwise col2im.
+    scatter_dx = input_grad and transposed_pads is None
+    dx_nhwc = np.empty((n, height, width, channels), dtype=dout.dtype) if scatter_dx else None
     chunk = _chunk_images(rows_per_image, kh * kw * channels, dout.dtype)
 
     def backward_chunk(first: int, last: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -276,16 +318,16 @@ def conv2d_backward(
         dbias = column_sum(dout_part) if cache.has_bias else None
         if groups == 1:
             dweight_rows = (dout_part.T @ x_cols)[None]  # (1, F, KK*C)
-            dx_cols = dout_part @ rows[0] if input_grad else None  # (m, KK*C)
+            dx_cols = dout_part @ rows[0] if scatter_dx else None  # (m, KK*C)
         else:
             dout_groups = dout_part.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
             x_groups = _grouped_cols(x_cols, kh * kw, groups)  # (G, m, KK*C/G)
             dweight_rows = np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
             dx_cols = None
-            if input_grad:
+            if scatter_dx:
                 dx_groups = np.matmul(dout_groups, rows)  # (G, m, KK*C/G)
                 dx_cols = dx_groups.reshape(groups, -1, kh * kw, group_channels).transpose(1, 2, 0, 3)
-        if input_grad:
+        if scatter_dx:
             count = last - first
             dx_nhwc[first:last] = col2im(
                 dx_cols.reshape(count, h_out, w_out, kh, kw, channels),
@@ -319,4 +361,11 @@ def conv2d_backward(
     dweight = np.ascontiguousarray(dweight_rows.reshape(filters, kh, kw, group_channels).transpose(0, 3, 1, 2))
     if not input_grad:
         return None, dweight, dbias
+    if transposed_pads is not None:
+        # flipped[c, f, p, q] = weight[f, c, KH-1-p, KW-1-q]: filters for the channels of x
+        flipped = np.ascontiguousarray(cache.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        dout_nhwc = dout.transpose(0, 2, 3, 1)
+        dx_nhwc = _conv_channels_last(
+            dout_nhwc, flipped, None, transposed_pads, (1, 1), cache.dilation, 1, (height, width)
+        )
     return dx_nhwc.transpose(0, 3, 1, 2), dweight, dbias
