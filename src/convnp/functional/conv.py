@@ -110,7 +110,6 @@ def im2col(
     stride: tuple[int, int],
     dilation: tuple[int, int],
     out_hw: tuple[int, int],
-    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Gather every receptive field into one row.
 
@@ -118,15 +117,25 @@ def im2col(
 
     Shape:
         x_padded_nhwc: (N, Hp, Wp, C), channels-last
-        returns: (N*H_out*W_out, KH*KW*C), C-contiguous (written into ``out`` when given)
+        returns: (N*H_out*W_out, KH*KW*C)
     """
     n, _, _, channels = x_padded_nhwc.shape
     (kh, kw), (h_out, w_out) = kernel_size, out_hw
+    if channels == 1:
+        # One channel (a network's first layer on gray images): copying whole planes,
+        # one per kernel offset, beats a gather whose innermost run is one value. The
+        # result is the transposed view of those planes, which BLAS reads as it is.
+        planes = np.empty((kh * kw, n, h_out, w_out), dtype=x_padded_nhwc.dtype)
+        row_span, col_span = stride[0] * (h_out - 1) + 1, stride[1] * (w_out - 1) + 1
+        for p in range(kh):
+            row0 = p * dilation[0]
+            for q in range(kw):
+                col0 = q * dilation[1]
+                rows = slice(row0, row0 + row_span, stride[0])
+                planes[p * kw + q] = x_padded_nhwc[:, rows, col0 : col0 + col_span : stride[1], 0]
+        return planes.reshape(kh * kw, n * h_out * w_out).T  # (N*Ho*Wo, KH*KW), column-major
     windows = sliding_windows(x_padded_nhwc, kernel_size, stride, dilation, out_hw)  # (N, Ho, Wo, KH, KW, C)
-    if out is None:
-        out = np.empty((n * h_out * w_out, kh * kw * channels), dtype=x_padded_nhwc.dtype)
-    out.reshape(n, h_out, w_out, kh, kw, channels)[...] = windows  # the one copy
-    return out
+    return windows.reshape(n * h_out * w_out, kh * kw * channels)  # the one copy
 
 
 def col2im(
@@ -261,11 +270,14 @@ def _transposed_pads(cache: Conv2dCache) -> tuple[int, int, int, int] | None:
     With stride 1, dx[h] = sum over p of dout[h + top - p*D] * w[p]: a
     correlation of dout with the flipped kernel, padded by D*(K-1) - top
     before and D*(K-1) - bottom after. Strided, grouped, or over-padded
-    convolutions (which would need negative padding) use col2im instead.
+    convolutions (which would need negative padding), and those with more
+    than twice as many filters as input channels, use col2im instead.
     """
-    if cache.stride != (1, 1) or cache.groups != 1:
+    filters, channels, kh, kw = cache.weight.shape
+    # The gather reads KH*KW*F values per input position (col2im writes KH*KW*C):
+    # with many more filters than channels col2im moves less memory.
+    if cache.stride != (1, 1) or cache.groups != 1 or filters > 2 * channels:
         return None
-    _, _, kh, kw = cache.weight.shape
     span_h, span_w = cache.dilation[0] * (kh - 1), cache.dilation[1] * (kw - 1)
     top, bottom, left, right = cache.pads
     pads = (span_h - top, span_h - bottom, span_w - left, span_w - right)
