@@ -62,7 +62,7 @@ def train_both(model, module, torch, optimizers, x, y, indices):
     loss = torch.nn.functional.cross_entropy(module(torch.from_numpy(x[indices])), torch.from_numpy(y[indices]))
     loss.backward()
     torch_opt.step()
-    return loss_convnp, float(loss)
+    return loss_convnp, float(loss.detach())
 
 
 def torch_accuracy(module, torch, x, y, batch_size=500) -> float:
