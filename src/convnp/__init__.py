@@ -6,6 +6,7 @@ layers and models live in ``convnp.nn``, optimizers in ``convnp.optim``.
 
 from convnp import callbacks, functional, nn, optim
 from convnp import functional as F  # noqa: N812
+from convnp.functional.threads import get_num_threads, set_num_threads
 from convnp.gradcheck import gradcheck, numerical_gradient
 from convnp.nn import Sequential
 from convnp.serialization import load
@@ -15,5 +16,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "F", "functional", "nn", "optim", "callbacks", "Sequential", "History",
-    "load", "gradcheck", "numerical_gradient", "__version__",
+    "load", "gradcheck", "numerical_gradient", "get_num_threads", "set_num_threads", "__version__",
 ]  # fmt: skip
