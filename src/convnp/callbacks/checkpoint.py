@@ -34,3 +34,10 @@ class ModelCheckpoint(Callback):
             self.best = value
         path = self.path.format(epoch=epoch + 1)
         self.saved_paths.append(str(self.model.save(path)))
+
+    def state_dict(self) -> dict:
+        """The best value so far, saved in fit checkpoints so a resumed run compares against it."""
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]

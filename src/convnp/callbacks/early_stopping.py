@@ -51,6 +51,17 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
+    def state_dict(self) -> dict:
+        """Counters saved in fit checkpoints, so a resumed run stops when an uninterrupted one would.
+
+        The best weights themselves are not part of it: after a resume,
+        ``restore_best_weights`` can only restore the best epoch seen since.
+        """
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
+
     def on_train_end(self) -> None:
         if self.restore_best_weights and self.best_state is not None and self.stopped_epoch is not None:
             self.model.load_state_dict(self.best_state)
