@@ -34,7 +34,8 @@ def test_history_has_the_documented_keys_one_entry_per_epoch(digits):
     model = mnist_cnn((1, 8, 8), seed=0)
     history = model.fit(x_train[:200], y_train[:200], epochs=3, batch_size=50, seed=0, verbose=0,
                         validation_data=(x_test[:50], y_test[:50]))  # fmt: skip
-    assert set(history.history) == set(HISTORY_KEYS) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+    expected = {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+    assert set(history.history) == set(HISTORY_KEYS) == expected
     assert all(len(values) == 3 for values in history.history.values())
     assert all(isinstance(v, float) and v > 0 for v in history["seconds"])
     assert history["lr"] == [pytest.approx(1e-3)] * 3  # Adam's default
@@ -111,7 +112,8 @@ def test_learning_rate_scheduler_steps_per_epoch(digits):
     (x_train, y_train), _ = digits
     model = mnist_cnn((1, 8, 8), seed=0)
     optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = LearningRateScheduler(StepLR(optimizer, step_size=2, gamma=0.5))
     history = model.fit(x_train[:64], y_train[:64], epochs=4, batch_size=32, optimizer=optimizer, seed=0,
-                        verbose=0, callbacks=[LearningRateScheduler(StepLR(optimizer, step_size=2, gamma=0.5))])  # fmt: skip
+                        verbose=0, callbacks=[scheduler])  # fmt: skip
     assert history["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.05])
     assert optimizer.lr == pytest.approx(0.025)

@@ -486,10 +486,10 @@ def _default_run_dir(dataset: str, model: str) -> Path:
 
 
 def _write_json(path: Path, data) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    """Write JSON atomically (temporary file, fsync, rename)."""
+    from convnp.serialization import atomic_write_json
+
+    atomic_write_json(path, data)
 
 
 def _read_config(run_dir: Path) -> dict:

@@ -47,8 +47,9 @@ import struct
 import tokenize
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -169,8 +170,8 @@ def _fsync_directory(folder: Path) -> None:
         os.close(handle)
 
 
-def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` as an uncompressed .npz at ``path`` atomically.
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Create or replace ``path`` atomically with what ``write(stream)`` writes.
 
     The data goes to ``.<name>.<random>.tmp`` in the same folder, is fsynced,
     then renamed over ``path``. On any exception (including KeyboardInterrupt)
@@ -189,7 +190,7 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> 
             continue
     try:
         with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp_path, path)
@@ -199,6 +200,17 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> 
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` as an uncompressed .npz at ``path`` atomically (see ``atomic_write``)."""
+    return atomic_write(path, lambda stream: np.savez(stream, **arrays))
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented JSON at ``path`` atomically (see ``atomic_write``)."""
+    text = json.dumps(data, indent=2) + "\n"
+    return atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
 def save(model, path: str | os.PathLike, optimizer=None, extra: dict | None = None) -> Path:

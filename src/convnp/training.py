@@ -76,7 +76,10 @@ class History:
         return {key: list(values) for key, values in self.history.items()}
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        """Write the records as JSON, atomically."""
+        from convnp.serialization import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
 
     def __repr__(self) -> str:
         return f"History(epochs={self.epochs}, keys={list(self.history)})"
