@@ -14,6 +14,14 @@ flattened to rows. The backward pass is the same picture read in reverse:
     dx      = col2im(dx_cols)              (scatter-add, one strided slice per kernel offset)
     dbias   = sum of dout over N, H_out, W_out
 
+With stride 1 the input gradient is computed instead as a convolution of dout
+with the flipped filters (``_transposed_pads``): another im2col and GEMM, no
+scatter-add.
+
+Work is done a few images at a time (``CHUNK_BYTES`` of im2col rows, which
+stay in the CPU cache between the gather and the product), and the batch is
+split into one slice per core (``convnp.functional.threads``).
+
 Memory layout: the arguments and results are NCHW-shaped arrays, but the
 computation runs channels-last. ``x.transpose(0, 2, 3, 1)`` is a free view;
 im2col gathers rows whose entries are ordered (kernel row, kernel column,
