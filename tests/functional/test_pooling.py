@@ -176,3 +176,17 @@ def test_halving_fast_path_matches_torch_with_odd_sizes_and_ties(shape, values):
     out_t.backward(torch.tensor(dout))
     np.testing.assert_array_equal(out, out_t.detach().numpy())
     np.testing.assert_allclose(max_pool2d_backward(dout, cache), x_t.grad.numpy(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 4), (3, 8, 7, 7), (1, 2, 1, 9)])
+def test_global_avg_pool_matches_torch(shape):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape)
+    out, cache = global_avg_pool2d_forward(x)
+    dout = rng.standard_normal(out.shape)
+    x_t = torch.tensor(x, requires_grad=True)
+    out_t = torch.nn.functional.adaptive_avg_pool2d(x_t, 1).flatten(1)
+    out_t.backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(global_avg_pool2d_backward(dout, cache), x_t.grad.numpy(), rtol=1e-10)
