@@ -57,22 +57,7 @@ RECIPES: dict[str, dict] = {
         "augmentation": {"max_shift": 1},  # a 1-pixel shift of an 8x8 digit hurts
         "label_smoothing": 0.0,
     },
-    # The fashion-mnist network and schedule, plus 2-pixel shifts (MNIST digits are not
-    # centred as tightly as the test set's). Not measured here: the full MNIST training set
-    # is not on this machine.
-    "mnist": {
-        "model": "convnet_bn",
-        "model_options": {"width": 32},
-        "epochs": 12,
-        "batch_size": 128,
-        "optimizer": "adam",
-        "lr": 2e-3,
-        "schedule": "warmup_cosine",
-        "warmup_epochs": 1,
-        "augment": True,
-        "augmentation": {"max_shift": 2},
-        "label_smoothing": 0.0,
-    },
+    # Measured: 94.08% test accuracy in 1,108 s on 2 cores, seed 0 (RESULTS.md).
     "fashion-mnist": {
         "model": "convnet_bn",
         "model_options": {"width": 32},
@@ -100,6 +85,10 @@ RECIPES: dict[str, dict] = {
         "label_smoothing": 0.0,
     },
 }
+# MNIST: the fashion-mnist network and schedule, plus 2-pixel shifts (MNIST digits are not
+# centred as tightly as the test set's). Not measured here: the full MNIST training set is
+# not on the machine these recipes were tuned on.
+RECIPES["mnist"] = {**RECIPES["fashion-mnist"], "augment": True}
 
 # Learning rate and settings used when --optimizer differs from the recipe's and --lr is not given.
 OPTIMIZER_DEFAULTS: dict[str, dict] = {
