@@ -80,3 +80,19 @@ def test_a_model_trains_identically_whatever_the_thread_count(restore_threads):
 def test_set_num_threads_rejects_bad_values(bad):
     with pytest.raises(ValueError, match="set_num_threads"):
         threads.set_num_threads(bad)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_split_ops_work_in_a_forked_child(restore_threads):
+    import multiprocessing
+
+    threads.set_num_threads(2)
+    run_ops(np.float32)  # the parent's worker threads exist now
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(_child_work)
+        assert result.get(timeout=60) == 5
+
+
+def _child_work():
+    return run_ops(np.float32)[0].shape[1]

@@ -112,6 +112,19 @@ def set_num_threads(threads: int) -> None:
     _settings["threads"] = threads if _blas_threads().available else 1
 
 
+def _forget_threads_after_fork() -> None:
+    # A forked child has none of the parent's worker threads; a pool that still
+    # counted them would never run a task. Start afresh.
+    global _executor, _lock
+    _executor = None
+    _lock = threading.Lock()
+    single_threaded_blas._depth = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads_after_fork)
+
+
 def _get_executor(workers: int) -> ThreadPoolExecutor:
     global _executor
     with _lock:
