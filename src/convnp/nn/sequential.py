@@ -9,8 +9,10 @@ import numpy as np
 
 from convnp._random import as_generator
 from convnp.functional.threads import single_threaded_blas
+from convnp.nn.activations import ReLU
 from convnp.nn.layer import Layer, shape_mismatch
 from convnp.nn.parameter import Parameter
+from convnp.nn.pooling import MaxPool2D
 
 # Keys PyTorch keeps in a state_dict that convnp does not need.
 _IGNORED_KEY_SUFFIXES = ("num_batches_tracked",)
@@ -108,11 +110,41 @@ class Sequential:
 
     __call__ = forward
 
+    def execution_plan(self, stop: int | None = None) -> list[tuple[Layer, ...]]:
+        """The layers of ``layers[:stop]`` in the order they run, one step each.
+
+        A ``ReLU`` directly followed by a ``MaxPool2D`` runs as one step,
+        (pool, relu): pooling first, then ReLU on the pooled output, a quarter of
+        the values for 2x2 pooling. The result is identical, values and
+        gradients: max(relu(z)) = relu(max(z)) since ReLU never decreases and is
+        the identity on positive values, so where a window's maximum is positive
+        both orders choose the same input (ties included), and where it is not,
+        ReLU's zero gradient stops the gradient either way. Every other layer is
+        a step of its own.
+        """
+        layers = self.layers[:stop]
+        plan: list[tuple[Layer, ...]] = []
+        index = 0
+        while index < len(layers):
+            layer = layers[index]
+            following = layers[index + 1] if index + 1 < len(layers) else None
+            if type(layer) is ReLU and isinstance(following, MaxPool2D):
+                plan.append((following, layer))
+                index += 2
+            else:
+                plan.append((layer,))
+                index += 1
+        return plan
+
     def forward_layers(self, x: np.ndarray, training: bool, stop: int | None = None) -> np.ndarray:
-        """Run a prepared batch through ``layers[:stop]``."""
+        """Run a prepared batch through ``layers[:stop]`` (see ``execution_plan``)."""
         with single_threaded_blas():  # every product runs inside a batch-split op (functional/threads.py)
-            for layer in self.layers[:stop]:
-                x = layer.forward(x, training=training)
+            for step in self.execution_plan(stop):
+                if len(step) == 1:
+                    x = step[0].forward(x, training=training)
+                else:
+                    pool, relu = step
+                    x = relu.forward_elementwise(pool.forward(x, training=training))
         return x
 
     def backward(self, dlogits: np.ndarray, input_grad: bool = True, stop: int | None = None) -> np.ndarray | None:
@@ -124,13 +156,15 @@ class Sequential:
         """
         with single_threaded_blas():
             grad = dlogits
-            layers = self.layers[:stop]
-            for layer in reversed(layers[1:]):
+            plan = self.execution_plan(stop)
+            # Steps run backwards, and so do the layers within a step.
+            layers = [layer for step in reversed(plan) for layer in reversed(step)]
+            for layer in layers[:-1]:
                 grad = layer.backward(grad)
             if not input_grad:
-                layers[0].backward_params(grad)
+                layers[-1].backward_params(grad)
                 return None
-            return layers[0].backward(grad)
+            return layers[-1].backward(grad)
 
     # ------------------------------------------------------------ parameters
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
