@@ -135,33 +135,42 @@ def interleaved(fns: dict, batch_size: int, repeats: int, min_seconds: float) ->
 
 
 def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, float]]:
-    """Milliseconds per layer for forward (training mode) and backward, averaged over ``steps``."""
+    """Milliseconds per step of ``model.execution_plan()`` for forward (training mode) and backward.
+
+    A ReLU that runs after its max pooling shows up as one row "MaxPool2D -> ReLU".
+    """
     from convnp.functional.losses import softmax_cross_entropy
+    from convnp.functional.threads import single_threaded_blas
 
     x, y = batch
-    forward = np.zeros(len(model.layers))
-    backward = np.zeros(len(model.layers))
-    for step in range(steps + 1):
-        out = x
-        times_f, times_b = [], []
-        for layer in model.layers:
-            start = time.perf_counter()
-            out = layer.forward(out, training=True)
-            times_f.append(time.perf_counter() - start)
-        _, grad = softmax_cross_entropy(out, y)
-        for index in range(len(model.layers) - 1, -1, -1):
-            start = time.perf_counter()
-            if index == 0:
-                model.layers[0].backward_params(grad)
-            else:
-                grad = model.layers[index].backward(grad)
-            times_b.append(time.perf_counter() - start)
-        if step:  # the first pass is a warm-up
-            forward += times_f
-            backward += times_b[::-1]
-    return [
-        (layer.short_repr(), 1e3 * f / steps, 1e3 * b / steps) for layer, f, b in zip(model.layers, forward, backward)
-    ]
+    plan = model.execution_plan()
+    forward = np.zeros(len(plan))
+    backward = np.zeros(len(plan))
+    with single_threaded_blas():  # as in a real step (Sequential.forward_layers / backward)
+        for step in range(steps + 1):
+            out = x
+            times_f, times_b = [], []
+            for layers in plan:
+                start = time.perf_counter()
+                if len(layers) == 1:
+                    out = layers[0].forward(out, training=True)
+                else:
+                    out = layers[1].forward_elementwise(layers[0].forward(out, training=True))
+                times_f.append(time.perf_counter() - start)
+            _, grad = softmax_cross_entropy(out, y)
+            for index in range(len(plan) - 1, -1, -1):
+                start = time.perf_counter()
+                for layer in reversed(plan[index]):
+                    if index == 0 and layer is plan[0][0]:
+                        layer.backward_params(grad)
+                    else:
+                        grad = layer.backward(grad)
+                times_b.append(time.perf_counter() - start)
+            if step:  # the first pass is a warm-up
+                forward += times_f
+                backward += times_b[::-1]
+    names = [" -> ".join(layer.short_repr() for layer in layers) for layers in plan]
+    return [(name, 1e3 * f / steps, 1e3 * b / steps) for name, f, b in zip(names, forward, backward)]
 
 
 def conv_gflops(model, batch, repeats: int = 10) -> list[tuple[str, float]]:
