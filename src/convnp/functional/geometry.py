@@ -23,6 +23,8 @@ __all__ = [
     "normalize_padding",
     "output_size",
     "conv_geometry",
+    "pool_geometry",
+    "check_pool_padding",
     "pad_spatial",
     "pad_channels_last",
     "sliding_windows",
@@ -122,6 +124,31 @@ def conv_geometry(
             f"dilation={dilation}: output size would be ({h_out}, {w_out})"
         )
     return pads, (h_out, w_out)
+
+
+def check_pool_padding(
+    pads: tuple[int, int, int, int], kernel_size: tuple[int, int], padding: Padding, owner: str = ""
+) -> None:
+    """A pooling window may not consist of padding only: each pad is at most half the kernel (PyTorch's rule)."""
+    if max(pads[0], pads[1]) > kernel_size[0] // 2 or max(pads[2], pads[3]) > kernel_size[1] // 2:
+        raise ValueError(f"{owner}: padding {padding!r} must be at most half the kernel size {kernel_size}")
+
+
+def pool_geometry(
+    input_hw: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: Padding,
+    owner: str = "",
+    input_shape: tuple[int, ...] | None = None,
+) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """``conv_geometry`` for a pooling window (no dilation), with ``check_pool_padding``.
+
+    Returns ``((top, bottom, left, right), (H_out, W_out))``.
+    """
+    pads, out_hw = conv_geometry(input_hw, kernel_size, stride, padding, (1, 1), owner, input_shape)
+    check_pool_padding(pads, kernel_size, padding, owner)
+    return pads, out_hw
 
 
 def pad_spatial(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_spatial, pair
+from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_spatial, pair, pool_geometry
 
 __all__ = [
     "NaiveConv2dCache",
@@ -213,17 +213,10 @@ class NaivePoolCache:
 def _pool_geometry(
     x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, padding: Padding, op: str
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int, int], tuple[int, int]]:
-    """Kernel, stride (default: the kernel), pads and output size of a pooling op.
-
-    A window may not consist of padding only, so each pad must be at most half
-    the kernel (PyTorch's rule).
-    """
+    """Kernel, stride (default: the kernel), pads and output size of a pooling op (see ``pool_geometry``)."""
     kernel = pair(kernel_size, "kernel_size", op)
     stride_hw = kernel if stride is None else pair(stride, "stride", op)
-    pads, out_hw = conv_geometry(x.shape[2:], kernel, stride_hw, padding, (1, 1), op, x.shape)
-    top, bottom, left, right = pads
-    if max(top, bottom) > kernel[0] // 2 or max(left, right) > kernel[1] // 2:
-        raise ValueError(f"{op}: padding {padding!r} must be at most half the kernel size {kernel}")
+    pads, out_hw = pool_geometry(x.shape[2:], kernel, stride_hw, padding, op, x.shape)
     return kernel, stride_hw, pads, out_hw
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_channels_last, pair
+from convnp.functional.geometry import IntPair, Padding, pad_channels_last, pair, pool_geometry
 from convnp.functional.threads import parallel_over_batch
 
 __all__ = [
@@ -40,9 +40,6 @@ __all__ = [
     "global_avg_pool2d_backward",
     "PoolCache",
 ]
-
-_NO_DILATION = (1, 1)
-
 
 @dataclass
 class PoolCache:
@@ -59,7 +56,6 @@ class PoolCache:
     right_wins: np.ndarray | None = None  # (N, 2*H_out, W_out, C): the right column beat the left
     bottom_wins: np.ndarray | None = None  # (N, H_out, W_out, C): the bottom row's max beat the top's
 
-
 def _pool_geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, padding: Padding, op: str):
     if not isinstance(x, np.ndarray) or x.ndim != 4:
         raise ValueError(f"{op}: expected x of shape (N, C, H, W), got {np.shape(x)}")
@@ -67,12 +63,8 @@ def _pool_geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, 
         raise TypeError(f"{op}: expected a floating-point x, got dtype {x.dtype}")
     kernel = pair(kernel_size, "kernel_size", op)
     stride = kernel if stride is None else pair(stride, "stride", op)
-    pads, out_hw = conv_geometry(x.shape[2:], kernel, stride, padding, _NO_DILATION, op, x.shape)
-    # A window made only of padding would have no input to pool (PyTorch's rule).
-    if max(pads[0], pads[1]) > kernel[0] // 2 or max(pads[2], pads[3]) > kernel[1] // 2:
-        raise ValueError(f"{op}: padding {padding!r} must be at most half the kernel size {kernel}")
+    pads, out_hw = pool_geometry(x.shape[2:], kernel, stride, padding, op, x.shape)
     return kernel, stride, pads, out_hw
-
 
 def _window_offsets(x: np.ndarray, cache: PoolCache, pad_value: float):
     """Yield ``(k, values)`` for every kernel offset k = p*KW + q, in row-major order.
@@ -89,7 +81,6 @@ def _window_offsets(x: np.ndarray, cache: PoolCache, pad_value: float):
     for p in range(kh):
         for q in range(kw):
             yield p * kw + q, x_padded[:, p : p + sh * (h_out - 1) + 1 : sh, q : q + sw * (w_out - 1) + 1 : sw, :]
-
 
 def _scatter_windows(window_grads, cache: PoolCache) -> np.ndarray:
     """Add per-window-offset gradients back onto the (padded) input, then crop.
@@ -108,11 +99,9 @@ def _scatter_windows(window_grads, cache: PoolCache) -> np.ndarray:
             dx_padded[:, p : p + sh * (h_out - 1) + 1 : sh, q : q + sw * (w_out - 1) + 1 : sw, :] += window_grads(p, q)
     return dx_padded[:, top : top + height, left : left + width, :].transpose(0, 3, 1, 2)
 
-
 def _is_halving(cache: PoolCache) -> bool:
     """2x2 windows, stride 2, no padding: the pool in almost every CNN, with a faster path."""
     return cache.kernel_size == (2, 2) and cache.stride == (2, 2) and cache.pads == (0, 0, 0, 0)
-
 
 def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:
     """2x2 / stride 2 max pooling as two pairwise maxima: columns, then rows.
@@ -150,7 +139,6 @@ def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:
     cache.right_wins, cache.bottom_wins = right_wins, bottom_wins
     return out
 
-
 def _max_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
     """The backward pass of ``_max_pool_halving``: route each gradient down the two choices.
 
@@ -176,7 +164,6 @@ def _max_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
 
     parallel_over_batch(n, dx.size, unpool)
     return dx
-
 
 def max_pool2d_forward(
     x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
@@ -209,7 +196,6 @@ def max_pool2d_forward(
     cache.argmax = argmax
     return out.transpose(0, 3, 1, 2), cache
 
-
 def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Route each window's gradient to the input its maximum came from.
 
@@ -221,7 +207,6 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
         return _max_unpool_halving(dout_nhwc, cache).transpose(0, 3, 1, 2)
     kw = cache.kernel_size[1]
     return _scatter_windows(lambda p, q: dout_nhwc * (cache.argmax == p * kw + q), cache)
-
 
 def avg_pool2d_forward(
     x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
@@ -240,7 +225,6 @@ def avg_pool2d_forward(
     out *= x.dtype.type(1.0 / (kernel[0] * kernel[1]))
     return out.transpose(0, 3, 1, 2), cache
 
-
 def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Every input in a window receives dout / (KH*KW) from that window.
 
@@ -251,7 +235,6 @@ def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     dout_share = dout.transpose(0, 2, 3, 1) / dout.dtype.type(kh * kw)
     return _scatter_windows(lambda p, q: dout_share, cache)
 
-
 def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Mean over the spatial axes. Shape: x (N, C, H, W) -> out (N, C)."""
     if not isinstance(x, np.ndarray) or x.ndim != 4:
@@ -259,7 +242,6 @@ def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"global_avg_pool2d: expected a floating-point x, got dtype {x.dtype}")
     return x.mean(axis=(2, 3)), x.shape
-
 
 def global_avg_pool2d_backward(dout: np.ndarray, cache: tuple[int, int, int, int]) -> np.ndarray:
     """Spread dout evenly over the spatial axes. Shape: dout (N, C) -> dx (N, C, H, W)."""
@@ -269,7 +251,6 @@ def global_avg_pool2d_backward(dout: np.ndarray, cache: tuple[int, int, int, int
     dx = np.empty(cache, dtype=dout.dtype)
     dx[...] = (dout / dout.dtype.type(height * width))[:, :, None, None]
     return dx
-
 
 def _check_dout(dout: np.ndarray, cache: PoolCache, op: str) -> None:
     expected = (*cache.x_shape[:2], *cache.out_hw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, conv_geometry, normalize_padding, pair
+from convnp.functional.geometry import IntPair, Padding, check_pool_padding, normalize_padding, pair, pool_geometry
 from convnp.functional.pooling import (
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -30,18 +30,13 @@ class _Pool2D(Layer):
             padding = padding if isinstance(padding, (int, np.integer)) else tuple(padding)
             pads = normalize_padding(padding, self.kernel_size, self.stride, (1, 1), owner=self.name)
             padding = int(padding) if isinstance(padding, (int, np.integer)) else (int(padding[0]), int(padding[1]))
-            if max(pads[:2]) > self.kernel_size[0] // 2 or max(pads[2:]) > self.kernel_size[1] // 2:
-                raise ValueError(
-                    f"{self.name}: padding {padding!r} must be at most half the kernel size {self.kernel_size}"
-                )
+            check_pool_padding(pads, self.kernel_size, padding, self.name)
         self.padding = padding
 
     def _build(self, input_shape, rng):
         if len(input_shape) != 3:
             raise ValueError(f"{self.name}: expected a per-sample input shape (C, H, W), got {input_shape}")
-        _, out_hw = conv_geometry(
-            input_shape[1:], self.kernel_size, self.stride, self.padding, (1, 1), self.name, input_shape
-        )
+        _, out_hw = pool_geometry(input_shape[1:], self.kernel_size, self.stride, self.padding, self.name, input_shape)
         return (input_shape[0], *out_hw)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
