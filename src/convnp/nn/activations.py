@@ -46,6 +46,10 @@ class Activation(Layer):
         """Keyword arguments passed to ``forward_fn`` besides x."""
         return {}
 
+    def get_config(self) -> dict:
+        # An activation's constructor arguments are exactly its op's arguments.
+        return self.op_kwargs()
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self.check_input(x)
         out, self.cache = self.forward_fn(x, **self.op_kwargs())
@@ -86,9 +90,6 @@ class LeakyReLU(Activation):
     def op_kwargs(self) -> dict:
         return {"alpha": self.alpha}
 
-    def get_config(self) -> dict:
-        return {"alpha": self.alpha}
-
 
 class ELU(Activation):
     """out = x if x > 0 else alpha * (exp(x) - 1)."""
@@ -101,9 +102,6 @@ class ELU(Activation):
         self.alpha = _real(alpha, "alpha", self.name)
 
     def op_kwargs(self) -> dict:
-        return {"alpha": self.alpha}
-
-    def get_config(self) -> dict:
         return {"alpha": self.alpha}
 
 
