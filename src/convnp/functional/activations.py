@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.functional.checks import check_dout, float_array
 from convnp.functional.threads import parallel_over_batch
 
 __all__ = [
@@ -38,21 +39,6 @@ __all__ = [
 ]
 
 
-def _as_float_array(x: np.ndarray, owner: str) -> np.ndarray:
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{owner}: x must be a floating-point array, got dtype {x.dtype}")
-    return x
-
-
-def _check_dout(dout: np.ndarray, shape: tuple[int, ...], owner: str) -> np.ndarray:
-    # A mismatched dout would broadcast silently and give wrong gradients.
-    dout = np.asarray(dout)
-    if dout.shape != shape:
-        raise ValueError(f"{owner}: dout must have the forward output's shape {shape}, got {dout.shape}")
-    return dout
-
-
 def _as_scalar(value: float, dtype: np.dtype, name: str, owner: str) -> np.floating:
     try:
         return dtype.type(float(value))
@@ -67,7 +53,7 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Shape:
         x: any; out: same as x
     """
-    x = _as_float_array(x, "relu_forward")
+    x = float_array(x, "relu_forward")
     if x.ndim == 0:
         return np.maximum(x, x.dtype.type(0)), x
     out = np.empty_like(x)  # keeps x's memory layout (channels-last stays channels-last)
@@ -79,7 +65,7 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """dx = dout where x > 0, else 0."""
     x = cache
-    dout = _check_dout(dout, x.shape, "relu_backward")
+    dout = check_dout(dout, x.shape, "relu_backward")
     if dout.ndim == 0:
         return dout * (x > 0)
     dx = np.empty_like(dout)
@@ -99,7 +85,7 @@ def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> tuple[np.ndarray, 
     Shape:
         x: any; out: same as x
     """
-    x = _as_float_array(x, "leaky_relu_forward")
+    x = float_array(x, "leaky_relu_forward")
     alpha = _as_scalar(alpha, x.dtype, "alpha", "leaky_relu_forward")
     out = np.where(x > 0, x, alpha * x)
     return out, (x, alpha)
@@ -108,7 +94,7 @@ def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01) -> tuple[np.ndarray, 
 def leaky_relu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     """dx = dout if x > 0 else alpha * dout."""
     x, alpha = cache
-    dout = _check_dout(dout, x.shape, "leaky_relu_backward")
+    dout = check_dout(dout, x.shape, "leaky_relu_backward")
     return np.where(x > 0, dout, alpha * dout)
 
 
@@ -119,7 +105,7 @@ def elu_forward(x: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, tuple]:
     Shape:
         x: any; out: same as x
     """
-    x = _as_float_array(x, "elu_forward")
+    x = float_array(x, "elu_forward")
     alpha = _as_scalar(alpha, x.dtype, "alpha", "elu_forward")
     # exp only of the non-positive part: exp of a large positive x would overflow
     # in the branch np.where throws away. expm1 keeps exp(x) - 1 accurate near 0.
@@ -136,7 +122,7 @@ def elu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     loses all relative precision once exp(x) is far below alpha.
     """
     x, alpha = cache
-    dout = _check_dout(dout, x.shape, "elu_backward")
+    dout = check_dout(dout, x.shape, "elu_backward")
     with np.errstate(under="ignore"):
         return np.where(x > 0, dout, dout * (alpha * np.exp(np.minimum(x, 0))))
 
@@ -152,7 +138,7 @@ def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Shape:
         x: any; out: same as x
     """
-    x = _as_float_array(x, "sigmoid_forward")
+    x = float_array(x, "sigmoid_forward")
     with np.errstate(under="ignore"):
         e = np.exp(-np.abs(x))
     out = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
@@ -162,7 +148,7 @@ def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def sigmoid_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """dx = dout * out * (1 - out), since d/dx sigmoid(x) = sigmoid(x) * (1 - sigmoid(x))."""
     out = cache
-    dout = _check_dout(dout, out.shape, "sigmoid_backward")
+    dout = check_dout(dout, out.shape, "sigmoid_backward")
     return dout * (1 - out) * out
 
 
@@ -173,7 +159,7 @@ def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Shape:
         x: any; out: same as x
     """
-    x = _as_float_array(x, "tanh_forward")
+    x = float_array(x, "tanh_forward")
     out = np.tanh(x)
     return out, out
 
@@ -181,7 +167,7 @@ def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def tanh_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """dx = dout * (1 - out**2), since d/dx tanh(x) = 1 - tanh(x)**2."""
     out = cache
-    dout = _check_dout(dout, out.shape, "tanh_backward")
+    dout = check_dout(dout, out.shape, "tanh_backward")
     return dout * (1 - out * out)
 
 
@@ -192,7 +178,7 @@ def gaussian_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
     Shape:
         x: any; out: same as x
     """
-    x = _as_float_array(x, "gaussian_forward")
+    x = float_array(x, "gaussian_forward")
     # For huge |x| the square overflows to inf and exp(-inf) = 0, the right limit.
     with np.errstate(over="ignore", under="ignore"):
         out = np.exp(-np.square(x))
@@ -202,7 +188,7 @@ def gaussian_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
 def gaussian_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     """dx = dout * (-2 * x * out), since d/dx exp(-x**2) = -2x exp(-x**2)."""
     x, out = cache
-    dout = _check_dout(dout, x.shape, "gaussian_backward")
+    dout = check_dout(dout, x.shape, "gaussian_backward")
     return dout * (-2 * x * out)
 
 
@@ -218,7 +204,7 @@ def softmax_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Shape:
         x: (N, C) or (N, C, ...); out: same as x, summing to 1 along axis 1
     """
-    x = _as_float_array(x, "softmax_forward")
+    x = float_array(x, "softmax_forward")
     if x.ndim < 2:
         raise ValueError(f"softmax_forward: x must have shape (N, C, ...), got {x.shape}")
     shifted = x - x.max(axis=1, keepdims=True)  # (N, C, ...) - (N, 1, ...)
@@ -235,7 +221,7 @@ def softmax_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     dx[i] = sum_j dout[j] * out[j] * (delta_ij - out[i]).
     """
     out = cache
-    dout = _check_dout(dout, out.shape, "softmax_backward")
+    dout = check_dout(dout, out.shape, "softmax_backward")
     weighted_sum = (dout * out).sum(axis=1, keepdims=True)  # (N, 1, ...)
     return out * (dout - weighted_sum)
 
@@ -250,7 +236,7 @@ def log_softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
     Shape:
         x: any with ndim >= 1; returns: same as x
     """
-    x = _as_float_array(x, "log_softmax")
+    x = float_array(x, "log_softmax")
     shifted = x - x.max(axis=axis, keepdims=True)
     with np.errstate(under="ignore"):
         log_sum = np.log(np.exp(shifted).sum(axis=axis, keepdims=True))

@@ -11,6 +11,8 @@ import numbers
 
 import numpy as np
 
+from convnp.functional.checks import float_array
+
 __all__ = ["dropout_forward", "dropout_backward"]
 
 
@@ -32,9 +34,7 @@ def dropout_forward(
     Shape:
         x: any; out: same as x
     """
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"dropout_forward: x must be a floating-point array, got dtype {x.dtype}")
+    x = float_array(x, "dropout_forward")
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
         raise ValueError(f"dropout_forward: p must be a number in [0, 1), got {p!r}")
     if not training or p == 0:

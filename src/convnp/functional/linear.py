@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.functional.checks import float_array
 from convnp.functional.reductions import column_sum
 from convnp.functional.threads import parallel_over_batch
 
@@ -29,9 +30,7 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = 
     when ``x``, ``weight`` and ``bias`` are not of one floating-point dtype
     (mixing float32 with float64 would silently promote the result).
     """
-    x, weight = np.asarray(x), np.asarray(weight)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"linear_forward: x must be a floating-point array, got dtype {x.dtype}")
+    x, weight = float_array(x, "linear_forward"), np.asarray(weight)
     if x.ndim != 2:
         raise ValueError(
             f"linear_forward: x must have shape (N, in_features), got {x.shape} (flatten per-sample arrays first)"

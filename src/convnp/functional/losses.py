@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from convnp.functional.activations import log_softmax
+from convnp.functional.checks import float_array
 
 __all__ = ["softmax_cross_entropy", "mse_loss"]
 
@@ -55,9 +56,7 @@ def softmax_cross_entropy(
         dlogits: (N, C), logits' dtype
     """
     owner = "softmax_cross_entropy"
-    logits = np.asarray(logits)
-    if not np.issubdtype(logits.dtype, np.floating):
-        raise TypeError(f"{owner}: logits must be a floating-point array, got dtype {logits.dtype}")
+    logits = float_array(logits, owner, "logits")
     if logits.ndim != 2 or logits.shape[0] < 1 or logits.shape[1] < 1:
         raise ValueError(f"{owner}: logits must have shape (N, C) with N, C >= 1, got {logits.shape}")
     batch, classes = logits.shape
@@ -92,9 +91,7 @@ def mse_loss(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
         pred, target: any, equal; dpred: same as pred, pred's dtype
     """
     owner = "mse_loss"
-    pred, target = np.asarray(pred), np.asarray(target)
-    if not np.issubdtype(pred.dtype, np.floating):
-        raise TypeError(f"{owner}: pred must be a floating-point array, got dtype {pred.dtype}")
+    pred, target = float_array(pred, owner, "pred"), np.asarray(target)
     if pred.shape != target.shape:
         raise ValueError(f"{owner}: pred shape {pred.shape} differs from target shape {target.shape}")
     if pred.size == 0:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.functional.checks import check_dout, float_array
 from convnp.functional.reductions import column_sum
 from convnp.functional.threads import parallel_over_batch
 
@@ -38,9 +39,7 @@ __all__ = [
 
 # ------------------------------------------------------------------ helpers
 def _check_x(x: np.ndarray, owner: str) -> np.ndarray:
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{owner}: x must be a floating-point array, got dtype {x.dtype}")
+    x = float_array(x, owner)
     if x.ndim < 2:
         raise ValueError(f"{owner}: x must have shape (N, C, ...), got {x.shape}")
     return x
@@ -64,13 +63,6 @@ def _check_eps(eps: float, owner: str) -> float:
     if not eps > 0:
         raise ValueError(f"{owner}: eps must be > 0, got {eps!r}")
     return float(eps)
-
-
-def _check_dout(dout: np.ndarray, shape: tuple[int, ...], owner: str) -> np.ndarray:
-    dout = np.asarray(dout)
-    if dout.shape != shape:
-        raise ValueError(f"{owner}: dout must have the forward output's shape {shape}, got {dout.shape}")
-    return dout
 
 
 def _affine(x_hat: np.ndarray, weight, bias, param_shape: tuple[int, ...]) -> np.ndarray:
@@ -271,7 +263,7 @@ def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
         dout, dx: same as x; dweight, dbias: (C,)
     """
     x_hat, inv_std, weight = cache["x_hat"], cache["inv_std"], cache["weight"]
-    dout = _check_dout(dout, cache["shape"], "batch_norm_backward")
+    dout = check_dout(dout, cache["shape"], "batch_norm_backward")
     dout_rows = _channel_rows(dout)  # (N*H*W, C), a view when dout is channels-last
     count = x_hat.shape[0]
     slices = _RowSlices(cache["shape"])
@@ -368,7 +360,7 @@ def group_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
         dout, dx: same as x; dweight, dbias: (C,)
     """
     x_hat = cache["x_hat"]
-    dout = _check_dout(dout, x_hat.shape, "group_norm_backward")
+    dout = check_dout(dout, x_hat.shape, "group_norm_backward")
     batch, channels = x_hat.shape[:2]
     sum_axes = (0, *range(2, x_hat.ndim))
     param_shape = (1, channels) + (1,) * (x_hat.ndim - 2)
@@ -425,7 +417,7 @@ def layer_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
         dout, dx: same as x; dweight, dbias: x.shape[1:]
     """
     x_hat = cache["x_hat"]
-    dout = _check_dout(dout, x_hat.shape, "layer_norm_backward")
+    dout = check_dout(dout, x_hat.shape, "layer_norm_backward")
     dx_hat, dweight, dbias = _affine_backward(dout, x_hat, cache["weight"], cache["has_bias"], 0, (1, *x_hat.shape[1:]))
     rows = (x_hat.shape[0], -1)  # (N, D)
     dx = _standardize_backward(dx_hat.reshape(rows), x_hat.reshape(rows), cache["inv_std"], axes=1)
