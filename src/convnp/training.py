@@ -191,12 +191,13 @@ def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_s
     softmax cross-entropy is applied to its input (the logits) instead.
     Returns ``(loss, number of correct predictions)``.
     """
+    def loss_fn(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+        return _loss_and_grad(model, outputs, targets, loss, label_smoothing)
+
     with logits_view(model, loss == "cross_entropy") as stop:
-        outputs = model.forward_layers(x_batch, training=True, stop=stop)
-        loss_value, grad = _loss_and_grad(model, outputs, y_batch, loss, label_smoothing)
-        if not math.isfinite(loss_value):
-            return loss_value, 0
-        model.backward(grad, input_grad=False, stop=stop)
+        loss_value, outputs = model.train_pass(x_batch, y_batch, loss_fn, stop=stop)
+    if not math.isfinite(loss_value):
+        return loss_value, 0
     if clip_norm is not None:
         clip_grad_norm(model.parameters(), clip_norm)
     optimizer.step()

@@ -34,6 +34,7 @@ class Conv2D(Layer):
     """
 
     param_names = ("weight", "bias")
+    sublayer_names = ("activation",)
 
     def __init__(
         self,

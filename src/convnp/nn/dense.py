@@ -40,6 +40,7 @@ class Dense(Layer):
     """
 
     param_names = ("weight", "bias")
+    sublayer_names = ("activation",)
 
     def __init__(
         self,

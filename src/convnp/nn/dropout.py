@@ -26,6 +26,8 @@ class Dropout(Layer):
         x: any (N, ...); out: same as x
     """
 
+    batch_independent = False  # one random stream draws the masks of the whole batch, in order
+
     def __init__(self, p: float = 0.5, rng: np.random.Generator | int | None = None) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:

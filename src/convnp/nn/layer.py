@@ -9,6 +9,7 @@ gradient. Calling ``forward`` on an unbuilt layer builds it from the input.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import numpy as np
@@ -55,6 +56,13 @@ class Layer:
 
     param_names: tuple[str, ...] = ()
     buffer_names: tuple[str, ...] = ()
+    #: Attributes holding a layer of their own (a fused activation), or None.
+    sublayer_names: tuple[str, ...] = ()
+    #: Whether a training-mode pass treats every sample on its own, so that a batch
+    #: can be cut into shards that run at the same time (``Sequential.train_pass``).
+    #: Batch norm (statistics over the batch) and dropout (one random stream for the
+    #: whole batch) set it to False.
+    batch_independent: bool = True
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -112,6 +120,23 @@ class Layer:
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return self.forward(x, training=training)
+
+    def shard_copy(self) -> Layer:
+        """A twin that runs one shard of a batch while this layer (or another twin) runs another.
+
+        It shares the configuration and the parameter arrays (which a pass
+        reads but never writes) and owns its ``cache`` and its ``Parameter.grad``
+        slots, so shards never see each other's intermediate values.
+        """
+        twin = copy.copy(self)
+        twin.cache = None
+        for attr, param in self.named_parameters():
+            setattr(twin, attr, Parameter(param.data, param.name))
+        for attr in self.sublayer_names:
+            sublayer = getattr(self, attr, None)
+            if sublayer is not None:
+                setattr(twin, attr, sublayer.shard_copy())
+        return twin
 
     def check_input(self, x: np.ndarray) -> np.ndarray:
         """Validate a batch against the built input shape (building on first use).

@@ -61,6 +61,7 @@ class _BatchNorm(_Normalization):
     """Batch norm over per-sample shapes of ``sample_ndim`` axes, channels first."""
 
     buffer_names = ("running_mean", "running_var")
+    batch_independent = False  # training mode normalises with statistics of the whole batch
     sample_ndim = 1
     layout = "(C,)"
     other = ""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
 from convnp._random import as_generator
-from convnp.functional.threads import single_threaded_blas
+from convnp.functional.threads import parallel_over_batch, single_threaded_blas
 from convnp.nn.activations import ReLU
 from convnp.nn.layer import Layer, shape_mismatch
 from convnp.nn.parameter import Parameter
@@ -16,6 +17,36 @@ from convnp.nn.pooling import MaxPool2D
 
 # Keys PyTorch keeps in a state_dict that convnp does not need.
 _IGNORED_KEY_SUFFIXES = ("num_batches_tracked",)
+
+Plan = list[tuple[Layer, ...]]
+LossFunction = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
+
+
+def _run_forward(plan: Plan, x: np.ndarray, training: bool) -> np.ndarray:
+    """The steps of an execution plan in order; a (pool, relu) step pools first."""
+    for step in plan:
+        if len(step) == 1:
+            x = step[0].forward(x, training=training)
+        else:
+            pool, relu = step
+            x = relu.forward_elementwise(pool.forward(x, training=training))
+    return x
+
+
+def _run_backward(plan: Plan, grad: np.ndarray, input_grad: bool) -> np.ndarray | None:
+    """Steps backwards, and so do the layers within a step; the first layer may skip its dx."""
+    layers = [layer for step in reversed(plan) for layer in reversed(step)]
+    for layer in layers[:-1]:
+        grad = layer.backward(grad)
+    if not input_grad:
+        layers[-1].backward_params(grad)
+        return None
+    return layers[-1].backward(grad)
+
+
+def _batch_independent(layer: Layer) -> bool:
+    sublayers = [getattr(layer, attr, None) for attr in layer.sublayer_names]
+    return layer.batch_independent and all(sub is None or _batch_independent(sub) for sub in sublayers)
 
 
 class Sequential:
@@ -139,13 +170,7 @@ class Sequential:
     def forward_layers(self, x: np.ndarray, training: bool, stop: int | None = None) -> np.ndarray:
         """Run a prepared batch through ``layers[:stop]`` (see ``execution_plan``)."""
         with single_threaded_blas():  # every product runs inside a batch-split op (functional/threads.py)
-            for step in self.execution_plan(stop):
-                if len(step) == 1:
-                    x = step[0].forward(x, training=training)
-                else:
-                    pool, relu = step
-                    x = relu.forward_elementwise(pool.forward(x, training=training))
-        return x
+            return _run_forward(self.execution_plan(stop), x, training)
 
     def backward(self, dlogits: np.ndarray, input_grad: bool = True, stop: int | None = None) -> np.ndarray | None:
         """Back-propagate the loss gradient; fills every ``Parameter.grad``. Returns dx.
@@ -155,16 +180,64 @@ class Sequential:
         computed (None is returned), which spares the first convolution's dx.
         """
         with single_threaded_blas():
-            grad = dlogits
-            plan = self.execution_plan(stop)
-            # Steps run backwards, and so do the layers within a step.
-            layers = [layer for step in reversed(plan) for layer in reversed(step)]
-            for layer in layers[:-1]:
-                grad = layer.backward(grad)
-            if not input_grad:
-                layers[-1].backward_params(grad)
-                return None
-            return layers[-1].backward(grad)
+            return _run_backward(self.execution_plan(stop), dlogits, input_grad)
+
+    def train_pass(
+        self, x: np.ndarray, targets: np.ndarray, loss_fn: LossFunction, stop: int | None = None
+    ) -> tuple[float, np.ndarray]:
+        """Forward in training mode, loss, backward: fills every ``Parameter.grad``.
+
+        ``loss_fn(outputs, targets)`` returns the mean loss over the samples it
+        is given and the gradient of that mean with respect to ``outputs``.
+        Returns ``(loss, outputs)`` for the whole batch. The input gradient is
+        not computed, and when the loss is not finite no gradient is stored.
+
+        When every layer treats samples independently (no batch norm or dropout
+        in the model), the batch is cut into one shard per core and each shard
+        runs the whole pass on its own ``shard_copy`` of the layers: the cores
+        meet once per step instead of once per op. Each shard's loss and
+        gradient are weighted by its share of the batch, so the sum over shards
+        (taken in shard order, hence reproducible) is the gradient of the
+        batch's mean loss. Models with batch norm or dropout run the ordinary
+        pass, in which each op splits the batch by itself.
+        """
+        plan = self.execution_plan(stop)
+        layers = [layer for step in plan for layer in step]
+        batch = len(x)
+        if not all(_batch_independent(layer) for layer in layers):
+            with single_threaded_blas():
+                outputs = _run_forward(plan, x, training=True)
+                loss, dlogits = loss_fn(outputs, targets)
+                if math.isfinite(loss):
+                    _run_backward(plan, dlogits, input_grad=False)
+            return loss, outputs
+
+        def run_shard(start: int, end: int) -> tuple[float, np.ndarray, list[np.ndarray | None]]:
+            twins = [tuple(layer.shard_copy() for layer in step) for step in plan]
+            outputs = _run_forward(twins, x[start:end], training=True)
+            loss, dlogits = loss_fn(outputs, targets[start:end])
+            share = (end - start) / batch
+            if math.isfinite(loss):
+                if share != 1:
+                    dlogits = dlogits * dlogits.dtype.type(share)
+                _run_backward(twins, dlogits, input_grad=False)
+            grads = [param.grad for step in twins for layer in step for param in layer.parameters()]
+            return loss * share, outputs, grads
+
+        # The work of a pass grows with the values it computes: every layer's output.
+        work = batch * sum(int(np.prod(layer.output_shape)) for layer in layers)
+        with single_threaded_blas():
+            shards = parallel_over_batch(batch, work, run_shard)
+        loss = math.fsum(shard[0] for shard in shards)
+        outputs = np.concatenate([shard[1] for shard in shards]) if len(shards) > 1 else shards[0][1]
+        if math.isfinite(loss):
+            params = [param for layer in layers for param in layer.parameters()]
+            for index, param in enumerate(params):
+                grad = shards[0][2][index]
+                for shard in shards[1:]:
+                    grad = grad + shard[2][index]
+                param.grad = grad
+        return loss, outputs
 
     # ------------------------------------------------------------ parameters
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
