@@ -45,9 +45,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_channels_last, pair, sliding_windows
+from convnp.functional.geometry import (
+    IntPair,
+    Padding,
+    conv_geometry,
+    pad_channels_last,
+    padded_shape,
+    pair,
+    sliding_windows,
+)
 from convnp.functional.reductions import column_sum
 from convnp.functional.threads import parallel_over_batch
+from convnp.functional.workspace import scratch
 
 __all__ = ["conv2d_forward", "conv2d_backward", "Conv2dCache", "im2col", "col2im", "weight_rows"]
 
@@ -118,10 +127,14 @@ def im2col(
     stride: tuple[int, int],
     dilation: tuple[int, int],
     out_hw: tuple[int, int],
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Gather every receptive field into one row.
 
     ``x_cols[(n*H_out + i)*W_out + j, (p*KW + q)*C + c] = x_padded[n, i*SH + p*DH, j*SW + q*DW, c]``
+
+    ``out``, if given, is a C-contiguous array of N*H_out*W_out*KH*KW*C
+    elements (any shape) that the rows are gathered into.
 
     Shape:
         x_padded_nhwc: (N, Hp, Wp, C), channels-last
@@ -133,7 +146,8 @@ def im2col(
         # One channel (a network's first layer on gray images): copying whole planes,
         # one per kernel offset, beats a gather whose innermost run is one value. The
         # result is the transposed view of those planes, which BLAS reads as it is.
-        planes = np.empty((kh * kw, n, h_out, w_out), dtype=x_padded_nhwc.dtype)
+        shape = (kh * kw, n, h_out, w_out)
+        planes = np.empty(shape, dtype=x_padded_nhwc.dtype) if out is None else out.reshape(shape)
         row_span, col_span = stride[0] * (h_out - 1) + 1, stride[1] * (w_out - 1) + 1
         for p in range(kh):
             row0 = p * dilation[0]
@@ -143,7 +157,10 @@ def im2col(
                 planes[p * kw + q] = x_padded_nhwc[:, rows, col0 : col0 + col_span : stride[1], 0]
         return planes.reshape(kh * kw, n * h_out * w_out).T  # (N*Ho*Wo, KH*KW), column-major
     windows = sliding_windows(x_padded_nhwc, kernel_size, stride, dilation, out_hw)  # (N, Ho, Wo, KH, KW, C)
-    return windows.reshape(n * h_out * w_out, kh * kw * channels)  # the one copy
+    if out is None:
+        return windows.reshape(n * h_out * w_out, kh * kw * channels)  # the one copy
+    np.copyto(out.reshape(windows.shape), windows)
+    return out.reshape(n * h_out * w_out, kh * kw * channels)
 
 
 def col2im(
@@ -257,8 +274,7 @@ def _conv_channels_last(
         for first in range(start, stop, chunk):
             last = min(first + chunk, stop)
             image_rows = slice(first * rows_per_image, last * rows_per_image)
-            x_padded = pad_channels_last(x_nhwc[first:last], pads)  # (n, Hp, Wp, C)
-            cols = im2col(x_padded, (kh, kw), stride, dilation, out_hw)  # (n*Ho*Wo, KH*KW*C)
+            cols = _gather_chunk(x_nhwc[first:last], pads, (kh, kw), stride, dilation, out_hw)  # (n*Ho*Wo, KH*KW*C)
             if groups == 1:
                 np.matmul(cols, rows[0].T, out=out_cols[image_rows])  # (n*Ho*Wo, F)
             else:
@@ -270,6 +286,28 @@ def _conv_channels_last(
 
     parallel_over_batch(n, n * rows_per_image * kh * kw * channels, forward_slice)
     return out_cols.reshape(n, h_out, w_out, filters)
+
+
+def _gather_chunk(
+    x_nhwc: np.ndarray,
+    pads: tuple[int, int, int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """Pad a chunk of images and gather its im2col rows, both in this thread's scratch buffers.
+
+    The result is a scratch view: used within the chunk, never kept.
+    Shape: x_nhwc (n, H, W, C) -> x_cols (n*Ho*Wo, KH*KW*C)
+    """
+    if any(pads):
+        buffer = scratch("conv padded", padded_shape(x_nhwc.shape, pads), x_nhwc.dtype)
+        x_nhwc = pad_channels_last(x_nhwc, pads, out=buffer)
+    n, channels = x_nhwc.shape[0], x_nhwc.shape[3]
+    rows, columns = n * out_hw[0] * out_hw[1], kernel_size[0] * kernel_size[1] * channels
+    x_cols = scratch("conv columns", (rows, columns), x_nhwc.dtype)
+    return im2col(x_nhwc, kernel_size, stride, dilation, out_hw, out=x_cols)
 
 
 def _transposed_pads(cache: Conv2dCache) -> tuple[int, int, int, int] | None:
@@ -333,8 +371,9 @@ def conv2d_backward(
     def backward_chunk(first: int, last: int) -> tuple[np.ndarray, np.ndarray | None]:
         image_rows = slice(first * rows_per_image, last * rows_per_image)
         dout_part = dout_cols[image_rows]
-        x_padded = pad_channels_last(cache.x_nhwc[first:last], cache.pads)
-        x_cols = im2col(x_padded, (kh, kw), cache.stride, cache.dilation, (h_out, w_out))  # gathered again
+        x_cols = _gather_chunk(  # gathered again
+            cache.x_nhwc[first:last], cache.pads, (kh, kw), cache.stride, cache.dilation, (h_out, w_out)
+        )
         dbias = column_sum(dout_part) if cache.has_bias else None
         if groups == 1:
             dweight_rows = (dout_part.T @ x_cols)[None]  # (1, F, KK*C)

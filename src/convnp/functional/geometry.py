@@ -165,16 +165,31 @@ def pad_spatial(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0
     return x_padded
 
 
-def pad_channels_last(x_nhwc: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
+def padded_shape(shape: tuple[int, int, int, int], pads: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The shape of a channels-last ``(N, H, W, C)`` array after ``pad_channels_last``."""
+    n, height, width, channels = shape
+    top, bottom, left, right = pads
+    return n, height + top + bottom, width + left + right, channels
+
+
+def pad_channels_last(
+    x_nhwc: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0, out: np.ndarray | None = None
+) -> np.ndarray:
     """Pad the two spatial axes of a channels-last ``(N, H, W, C)`` array by ``(top, bottom, left, right)``.
 
-    Returns ``x_nhwc`` itself when no padding is needed (no copy).
+    Returns ``x_nhwc`` itself when no padding is needed (no copy). ``out``, if
+    given, is a C-contiguous array of the padded shape to write into.
     """
     top, bottom, left, right = pads
     if top == bottom == left == right == 0:
         return x_nhwc
-    n, height, width, channels = x_nhwc.shape
-    x_padded = np.full((n, height + top + bottom, width + left + right, channels), value, dtype=x_nhwc.dtype)
+    height, width = x_nhwc.shape[1:3]
+    shape = padded_shape(x_nhwc.shape, pads)
+    if out is None:
+        x_padded = np.full(shape, value, dtype=x_nhwc.dtype)
+    else:
+        x_padded = out.reshape(shape)
+        x_padded.fill(value)
     x_padded[:, top : top + height, left : left + width, :] = x_nhwc
     return x_padded
 
