@@ -30,6 +30,7 @@ import numpy as np
 
 from convnp.functional.geometry import IntPair, Padding, pad_channels_last, pair, pool_geometry
 from convnp.functional.threads import parallel_over_batch
+from convnp.functional.workspace import scratch
 
 __all__ = [
     "max_pool2d_forward",
@@ -119,16 +120,16 @@ def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:
     h_out, w_out = cache.out_hw
     x_nhwc = x.transpose(0, 2, 3, 1)[:, : 2 * h_out, : 2 * w_out, :]  # (N, 2Ho, 2Wo, C): odd edges dropped
     column_pairs = x_nhwc.reshape(n, 2 * h_out, w_out, 2, channels)  # a view: splits the W axis
-    column_max = np.empty((n, 2 * h_out, w_out, channels), dtype=x.dtype)
     out = np.empty((n, h_out, w_out, channels), dtype=x.dtype)
-    right_wins = np.empty(column_max.shape, dtype=bool)
+    right_wins = np.empty((n, 2 * h_out, w_out, channels), dtype=bool)
     bottom_wins = np.empty(out.shape, dtype=bool)
 
     def pool(start: int, stop: int) -> None:
         left, right = column_pairs[start:stop, :, :, 0, :], column_pairs[start:stop, :, :, 1, :]
-        np.maximum(left, right, out=column_max[start:stop])  # (n, 2Ho, Wo, C)
+        column_max = scratch("pool column max", (stop - start, 2 * h_out, w_out, channels), x.dtype)
+        np.maximum(left, right, out=column_max)  # (n, 2Ho, Wo, C)
         np.greater(right, left, out=right_wins[start:stop])
-        row_pairs = column_max[start:stop].reshape(stop - start, h_out, 2, w_out, channels)
+        row_pairs = column_max.reshape(stop - start, h_out, 2, w_out, channels)
         top, bottom = row_pairs[:, :, 0], row_pairs[:, :, 1]
         np.maximum(top, bottom, out=out[start:stop])  # (n, Ho, Wo, C)
         np.greater(bottom, top, out=bottom_wins[start:stop])
@@ -151,7 +152,7 @@ def _max_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
 
     def unpool(start: int, stop: int) -> None:
         count = stop - start
-        drows = np.empty((count, h_out, 2, w_out, channels), dtype=dout_nhwc.dtype)
+        drows = scratch("unpool rows", (count, h_out, 2, w_out, channels), dout_nhwc.dtype)
         np.multiply(dout_nhwc[start:stop], ~cache.bottom_wins[start:stop], out=drows[:, :, 0])
         np.multiply(dout_nhwc[start:stop], cache.bottom_wins[start:stop], out=drows[:, :, 1])
         drows = drows.reshape(count, 2 * h_out, w_out, channels)
