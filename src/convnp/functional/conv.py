@@ -10,13 +10,13 @@ The fast path is im2col: every receptive field becomes one row of a matrix
 flattened to rows. The backward pass is the same picture read in reverse:
 
     dweight = dout_cols^T @ x_cols         (one GEMM)
-    dx_cols = dout_cols @ weight_rows      (one GEMM)
-    dx      = col2im(dx_cols)              (scatter-add, one strided slice per kernel offset)
     dbias   = sum of dout over N, H_out, W_out
+    dx      = sum over kernel offsets (p, q) of (dout_cols @ weight[:, :, p, q]),
+              each added onto the input pixels that offset read (im2col's adjoint)
 
-With stride 1 the input gradient is computed instead as a convolution of dout
-with the flipped filters (``_transposed_pads``): another im2col and GEMM, no
-scatter-add.
+With stride 1 and no more than twice as many filters as channels, dx is
+computed instead as a convolution of dout with the flipped filters
+(``_transposed_pads``): one more im2col and one GEMM.
 
 Work is done a few images at a time (``CHUNK_BYTES`` of im2col rows, which
 stay in the CPU cache between the gather and the product), and the batch is
@@ -58,7 +58,7 @@ from convnp.functional.reductions import column_sum
 from convnp.functional.threads import parallel_over_batch
 from convnp.functional.workspace import scratch
 
-__all__ = ["conv2d_forward", "conv2d_backward", "Conv2dCache", "im2col", "col2im", "weight_rows"]
+__all__ = ["conv2d_forward", "conv2d_backward", "Conv2dCache", "im2col", "weight_rows"]
 
 
 # im2col works through the batch a few images at a time, so that each
@@ -161,41 +161,6 @@ def im2col(
         return windows.reshape(n * h_out * w_out, kh * kw * channels)  # the one copy
     np.copyto(out.reshape(windows.shape), windows)
     return out.reshape(n * h_out * w_out, kh * kw * channels)
-
-
-def col2im(
-    cols: np.ndarray,
-    x_shape: tuple[int, int, int, int],
-    kernel_size: tuple[int, int],
-    pads: tuple[int, int, int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-) -> np.ndarray:
-    """Sum window-shaped gradients back onto the image they were read from.
-
-    The adjoint of im2col: every input pixel receives the sum of the
-    gradients of every window that contains it. One strided slice-add per
-    kernel offset (KH*KW Python iterations), never a loop over pixels.
-
-    Shape:
-        cols: (N, H_out, W_out, KH, KW, C)
-        x_shape: (N, C, H, W)
-        returns: (N, H, W, C), channels-last (padding cropped)
-    """
-    n, channels, height, width = x_shape
-    top, bottom, left, right = pads
-    _, h_out, w_out, kh, kw, _ = cols.shape
-    dx_padded = np.zeros((n, height + top + bottom, width + left + right, channels), dtype=cols.dtype)
-    row_span = stride[0] * (h_out - 1) + 1
-    col_span = stride[1] * (w_out - 1) + 1
-    for p in range(kh):
-        row0 = p * dilation[0]
-        for q in range(kw):
-            col0 = q * dilation[1]
-            dx_padded[:, row0 : row0 + row_span : stride[0], col0 : col0 + col_span : stride[1], :] += cols[
-                :, :, :, p, q, :
-            ]
-    return dx_padded[:, top : top + height, left : left + width, :]
 
 
 def _grouped_cols(x_cols: np.ndarray, kernel_area: int, groups: int) -> np.ndarray:
@@ -317,11 +282,11 @@ def _transposed_pads(cache: Conv2dCache) -> tuple[int, int, int, int] | None:
     correlation of dout with the flipped kernel, padded by D*(K-1) - top
     before and D*(K-1) - bottom after. Strided, grouped, or over-padded
     convolutions (which would need negative padding), and those with more
-    than twice as many filters as input channels, use col2im instead.
+    than twice as many filters as input channels, use ``_input_grad_chunk`` instead.
     """
     filters, channels, kh, kw = cache.weight.shape
-    # The gather reads KH*KW*F values per input position (col2im writes KH*KW*C):
-    # with many more filters than channels col2im moves less memory.
+    # The gather reads KH*KW*F values per input position: with many more filters
+    # than channels, one small product per kernel offset moves less memory.
     if cache.stride != (1, 1) or cache.groups != 1 or filters > 2 * channels:
         return None
     span_h, span_w = cache.dilation[0] * (kh - 1), cache.dilation[1] * (kw - 1)
@@ -359,13 +324,16 @@ def conv2d_backward(
 
     # Free when dout is channels-last in memory (as this op's own output is).
     dout_cols = dout.transpose(0, 2, 3, 1).reshape(n * h_out * w_out, filters)  # (M, F)
-    rows = weight_rows(cache.weight, groups)  # (G, F/G, KK*C/G)
+    # The filters at each kernel offset, one (F/G, C/G) matrix per group: what dx needs.
+    offset_weights = np.ascontiguousarray(
+        cache.weight.reshape(groups, filters // groups, group_channels, kh, kw).transpose(3, 4, 0, 1, 2)
+    )  # (KH, KW, G, F/G, C/G)
     rows_per_image = h_out * w_out
     transposed_pads = _transposed_pads(cache) if input_grad else None
-    # With stride 1, dx is itself a convolution (of dout with the flipped filters):
-    # one more im2col + GEMM, with no scatter-add at all. Otherwise col2im.
-    scatter_dx = input_grad and transposed_pads is None
-    dx_nhwc = np.empty((n, height, width, channels), dtype=dout.dtype) if scatter_dx else None
+    # With stride 1, dx is itself a convolution (of dout with the flipped filters): one
+    # more im2col + GEMM after the loop. Otherwise one product per kernel offset, per chunk.
+    offset_dx = input_grad and transposed_pads is None
+    dx_nhwc = np.empty((n, height, width, channels), dtype=dout.dtype) if offset_dx else None
     chunk = _chunk_images(rows_per_image, kh * kw * channels, dout.dtype)
 
     def backward_chunk(first: int, last: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -377,25 +345,12 @@ def conv2d_backward(
         dbias = column_sum(dout_part) if cache.has_bias else None
         if groups == 1:
             dweight_rows = (dout_part.T @ x_cols)[None]  # (1, F, KK*C)
-            dx_cols = dout_part @ rows[0] if scatter_dx else None  # (m, KK*C)
         else:
             dout_groups = dout_part.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
             x_groups = _grouped_cols(x_cols, kh * kw, groups)  # (G, m, KK*C/G)
             dweight_rows = np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
-            dx_cols = None
-            if scatter_dx:
-                dx_groups = np.matmul(dout_groups, rows)  # (G, m, KK*C/G)
-                dx_cols = dx_groups.reshape(groups, -1, kh * kw, group_channels).transpose(1, 2, 0, 3)
-        if scatter_dx:
-            count = last - first
-            dx_nhwc[first:last] = col2im(
-                dx_cols.reshape(count, h_out, w_out, kh, kw, channels),
-                (count, channels, height, width),
-                (kh, kw),
-                cache.pads,
-                cache.stride,
-                cache.dilation,
-            )
+        if offset_dx:
+            _input_grad_chunk(dout_part, offset_weights, cache, dx_nhwc[first:last])
         return dweight_rows, dbias
 
     def backward_slice(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -428,3 +383,50 @@ def conv2d_backward(
             dout_nhwc, flipped, None, transposed_pads, (1, 1), cache.dilation, 1, (height, width)
         )
     return dx_nhwc.transpose(0, 3, 1, 2), dweight, dbias
+
+
+def _input_grad_chunk(
+    dout_part: np.ndarray, offset_weights: np.ndarray, cache: Conv2dCache, dx_part: np.ndarray
+) -> None:
+    """dx for a chunk of images, written into ``dx_part``: one matrix product per kernel offset.
+
+    Input pixel (i*SH + p*DH, j*SW + q*DW) of the padded image was read, at
+    kernel offset (p, q), by output position (i, j) only. So the gradient that
+    offset sends back is ``dout @ weight[:, :, p, q]``, one (C,) row per output
+    position, added onto the pixels that offset read. Summing over the KH*KW
+    offsets and cropping the padding gives dx. This is im2col's adjoint (col2im)
+    with its product split by offset: each product lands in a contiguous
+    (n, H_out, W_out, C) block, so every add runs over whole image rows.
+
+    Shape: dout_part (n*H_out*W_out, F), offset_weights (KH, KW, G, F/G, C/G) -> dx_part (n, H, W, C)
+    """
+    count, height, width, channels = dx_part.shape
+    kh, kw, groups, group_filters, _ = offset_weights.shape
+    h_out, w_out = cache.out_hw
+    top, bottom, left, right = cache.pads
+    if any(cache.pads):
+        dx_padded = scratch("conv dx padded", (count, height + top + bottom, width + left + right, channels),
+                            dx_part.dtype)  # fmt: skip
+    else:
+        dx_padded = dx_part
+    dx_padded.fill(0)
+    offset_grad = scratch("conv dx offset", (count * h_out * w_out, channels), dx_part.dtype)
+    if groups > 1:
+        dout_groups = dout_part.reshape(-1, groups, group_filters).transpose(1, 0, 2)  # (G, m, F/G)
+    row_span = cache.stride[0] * (h_out - 1) + 1
+    col_span = cache.stride[1] * (w_out - 1) + 1
+    for p in range(kh):
+        row0 = p * cache.dilation[0]
+        for q in range(kw):
+            col0 = q * cache.dilation[1]
+            if groups == 1:
+                np.matmul(dout_part, offset_weights[p, q, 0], out=offset_grad)  # (m, F) @ (F, C)
+            else:  # (G, m, F/G) @ (G, F/G, C/G) -> (m, G, C/G)
+                offset_grad.reshape(-1, groups, channels // groups)[...] = np.matmul(
+                    dout_groups, offset_weights[p, q]
+                ).transpose(1, 0, 2)
+            rows = slice(row0, row0 + row_span, cache.stride[0])
+            columns = slice(col0, col0 + col_span, cache.stride[1])
+            dx_padded[:, rows, columns, :] += offset_grad.reshape(count, h_out, w_out, channels)
+    if dx_padded is not dx_part:
+        dx_part[...] = dx_padded[:, top : top + height, left : left + width, :]
