@@ -142,21 +142,16 @@ def im2col(
     """
     n, _, _, channels = x_padded_nhwc.shape
     (kh, kw), (h_out, w_out) = kernel_size, out_hw
-    if channels == 1:
-        # One channel (a network's first layer on gray images): copying whole planes,
-        # one per kernel offset, beats a gather whose innermost run is one value. The
-        # result is the transposed view of those planes, which BLAS reads as it is.
-        shape = (kh * kw, n, h_out, w_out)
-        planes = np.empty(shape, dtype=x_padded_nhwc.dtype) if out is None else out.reshape(shape)
-        row_span, col_span = stride[0] * (h_out - 1) + 1, stride[1] * (w_out - 1) + 1
-        for p in range(kh):
-            row0 = p * dilation[0]
-            for q in range(kw):
-                col0 = q * dilation[1]
-                rows = slice(row0, row0 + row_span, stride[0])
-                planes[p * kw + q] = x_padded_nhwc[:, rows, col0 : col0 + col_span : stride[1], 0]
-        return planes.reshape(kh * kw, n * h_out * w_out).T  # (N*Ho*Wo, KH*KW), column-major
     windows = sliding_windows(x_padded_nhwc, kernel_size, stride, dilation, out_hw)  # (N, Ho, Wo, KH, KW, C)
+    if channels == 1:
+        # One channel (a network's first layer on gray images): a copy whose innermost
+        # run is one value is slow, so gather planes instead, planes[p, q] being the
+        # image shifted by kernel offset (p, q), copied along image rows. The result is
+        # the transposed view of those planes, which BLAS reads as it is.
+        shape = (kh, kw, n, h_out, w_out)
+        planes = np.empty(shape, dtype=x_padded_nhwc.dtype) if out is None else out.reshape(shape)
+        np.copyto(planes, windows[..., 0].transpose(3, 4, 0, 1, 2))
+        return planes.reshape(kh * kw, n * h_out * w_out).T  # (N*Ho*Wo, KH*KW), column-major
     if out is None:
         return windows.reshape(n * h_out * w_out, kh * kw * channels)  # the one copy
     np.copyto(out.reshape(windows.shape), windows)
@@ -236,10 +231,11 @@ def _conv_channels_last(
     chunk = _chunk_images(rows_per_image, kh * kw * channels, x_nhwc.dtype)
 
     def forward_slice(start: int, stop: int) -> None:
+        x_padded = _pad_slice(x_nhwc[start:stop], pads)
         for first in range(start, stop, chunk):
             last = min(first + chunk, stop)
             image_rows = slice(first * rows_per_image, last * rows_per_image)
-            cols = _gather_chunk(x_nhwc[first:last], pads, (kh, kw), stride, dilation, out_hw)  # (n*Ho*Wo, KH*KW*C)
+            cols = _gather_chunk(x_padded[first - start : last - start], (kh, kw), stride, dilation, out_hw)
             if groups == 1:
                 np.matmul(cols, rows[0].T, out=out_cols[image_rows])  # (n*Ho*Wo, F)
             else:
@@ -253,26 +249,32 @@ def _conv_channels_last(
     return out_cols.reshape(n, h_out, w_out, filters)
 
 
+def _pad_slice(x_nhwc: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """A slice of the batch, zero-padded into this thread's scratch buffer (``x_nhwc`` itself without padding).
+
+    The result may be a scratch view: used within the slice, never kept.
+    """
+    if not any(pads):
+        return x_nhwc
+    buffer = scratch("conv padded", padded_shape(x_nhwc.shape, pads), x_nhwc.dtype)
+    return pad_channels_last(x_nhwc, pads, out=buffer)
+
+
 def _gather_chunk(
-    x_nhwc: np.ndarray,
-    pads: tuple[int, int, int, int],
+    x_padded: np.ndarray,
     kernel_size: tuple[int, int],
     stride: tuple[int, int],
     dilation: tuple[int, int],
     out_hw: tuple[int, int],
 ) -> np.ndarray:
-    """Pad a chunk of images and gather its im2col rows, both in this thread's scratch buffers.
+    """im2col rows of a chunk of padded images, in this thread's scratch buffer (never kept).
 
-    The result is a scratch view: used within the chunk, never kept.
-    Shape: x_nhwc (n, H, W, C) -> x_cols (n*Ho*Wo, KH*KW*C)
+    Shape: x_padded (n, Hp, Wp, C) -> x_cols (n*Ho*Wo, KH*KW*C)
     """
-    if any(pads):
-        buffer = scratch("conv padded", padded_shape(x_nhwc.shape, pads), x_nhwc.dtype)
-        x_nhwc = pad_channels_last(x_nhwc, pads, out=buffer)
-    n, channels = x_nhwc.shape[0], x_nhwc.shape[3]
+    n, channels = x_padded.shape[0], x_padded.shape[3]
     rows, columns = n * out_hw[0] * out_hw[1], kernel_size[0] * kernel_size[1] * channels
-    x_cols = scratch("conv columns", (rows, columns), x_nhwc.dtype)
-    return im2col(x_nhwc, kernel_size, stride, dilation, out_hw, out=x_cols)
+    x_cols = scratch("conv columns", (rows, columns), x_padded.dtype)
+    return im2col(x_padded, kernel_size, stride, dilation, out_hw, out=x_cols)
 
 
 def _transposed_pads(cache: Conv2dCache) -> tuple[int, int, int, int] | None:
@@ -336,30 +338,24 @@ def conv2d_backward(
     dx_nhwc = np.empty((n, height, width, channels), dtype=dout.dtype) if offset_dx else None
     chunk = _chunk_images(rows_per_image, kh * kw * channels, dout.dtype)
 
-    def backward_chunk(first: int, last: int) -> tuple[np.ndarray, np.ndarray | None]:
-        image_rows = slice(first * rows_per_image, last * rows_per_image)
-        dout_part = dout_cols[image_rows]
-        x_cols = _gather_chunk(  # gathered again
-            cache.x_nhwc[first:last], cache.pads, (kh, kw), cache.stride, cache.dilation, (h_out, w_out)
-        )
-        dbias = column_sum(dout_part) if cache.has_bias else None
-        if groups == 1:
-            dweight_rows = (dout_part.T @ x_cols)[None]  # (1, F, KK*C)
-        else:
-            dout_groups = dout_part.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
-            x_groups = _grouped_cols(x_cols, kh * kw, groups)  # (G, m, KK*C/G)
-            dweight_rows = np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
+    def backward_chunk(x_padded: np.ndarray, first: int, last: int) -> np.ndarray:
+        dout_part = dout_cols[first * rows_per_image : last * rows_per_image]
+        x_cols = _gather_chunk(x_padded, (kh, kw), cache.stride, cache.dilation, (h_out, w_out))  # gathered again
         if offset_dx:
             _input_grad_chunk(dout_part, offset_weights, cache, dx_nhwc[first:last])
-        return dweight_rows, dbias
+        if groups == 1:
+            return (dout_part.T @ x_cols)[None]  # (1, F, KK*C)
+        dout_groups = dout_part.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
+        x_groups = _grouped_cols(x_cols, kh * kw, groups)  # (G, m, KK*C/G)
+        return np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
 
     def backward_slice(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        dweight_rows, dbias = backward_chunk(start, min(start + chunk, stop))
+        x_padded = _pad_slice(cache.x_nhwc[start:stop], cache.pads)
+        dweight_rows = backward_chunk(x_padded[: min(chunk, stop - start)], start, min(start + chunk, stop))
         for first in range(start + chunk, stop, chunk):
-            part_dweight, part_dbias = backward_chunk(first, min(first + chunk, stop))
-            dweight_rows += part_dweight
-            if dbias is not None:
-                dbias += part_dbias
+            last = min(first + chunk, stop)
+            dweight_rows += backward_chunk(x_padded[first - start : last - start], first, last)
+        dbias = column_sum(dout_cols[start * rows_per_image : stop * rows_per_image]) if cache.has_bias else None
         return dweight_rows, dbias
 
     slices = parallel_over_batch(n, n * rows_per_image * kh * kw * channels, backward_slice)
