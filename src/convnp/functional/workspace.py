@@ -16,6 +16,7 @@ share buffers.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -28,7 +29,7 @@ _local = threading.local()
 def scratch(purpose: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """An uninitialised C-contiguous array of ``shape``, backed by this thread's buffer for ``purpose``."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
         buffers = _local.buffers = {}

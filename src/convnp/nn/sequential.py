@@ -225,7 +225,7 @@ class Sequential:
             return loss * share, outputs, grads
 
         # The work of a pass grows with the values it computes: every layer's output.
-        work = batch * sum(int(np.prod(layer.output_shape)) for layer in layers)
+        work = batch * sum(math.prod(layer.output_shape) for layer in layers)
         with single_threaded_blas():
             shards = parallel_over_batch(batch, work, run_shard)
         loss = math.fsum(shard[0] for shard in shards)
