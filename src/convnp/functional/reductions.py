@@ -6,6 +6,19 @@ import numpy as np
 
 __all__ = ["column_sum"]
 
+# One read-only vector of ones per dtype, grown when a longer one is needed; every
+# column sum uses a prefix of it instead of allocating and filling its own.
+_ones: dict[np.dtype, np.ndarray] = {}
+
+
+def _ones_vector(length: int, dtype: np.dtype) -> np.ndarray:
+    ones = _ones.get(dtype)
+    if ones is None or len(ones) < length:
+        ones = np.ones(max(length, 2 * len(ones) if ones is not None else 0), dtype=dtype)
+        ones.flags.writeable = False
+        _ones[dtype] = ones  # a racing thread may replace it with an equal one: harmless
+    return ones[:length]
+
 
 def column_sum(matrix: np.ndarray) -> np.ndarray:
     """``matrix.sum(axis=0)`` for a 2-D array, computed as ``ones @ matrix``.
@@ -16,4 +29,4 @@ def column_sum(matrix: np.ndarray) -> np.ndarray:
 
     Shape: matrix (R, C) -> (C,)
     """
-    return np.ones(matrix.shape[0], dtype=matrix.dtype) @ matrix
+    return _ones_vector(matrix.shape[0], matrix.dtype) @ matrix
