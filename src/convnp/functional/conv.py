@@ -237,7 +237,7 @@ def _conv_channels_last(
             image_rows = slice(first * rows_per_image, last * rows_per_image)
             cols = _gather_chunk(x_padded[first - start : last - start], (kh, kw), stride, dilation, out_hw)
             if groups == 1:
-                np.matmul(cols, rows[0].T, out=out_cols[image_rows])  # (n*Ho*Wo, F)
+                np.dot(cols, rows[0].T, out=out_cols[image_rows])  # (n*Ho*Wo, F); on np.dot: threads.py
             else:
                 # (G, m, KK*C/G) @ (G, KK*C/G, F/G) -> (G, m, F/G) -> (m, F)
                 out_groups = np.matmul(_grouped_cols(cols, kh * kw, groups), rows.transpose(0, 2, 1))
@@ -344,7 +344,7 @@ def conv2d_backward(
         if offset_dx:
             _input_grad_chunk(dout_part, offset_weights, cache, dx_nhwc[first:last])
         if groups == 1:
-            return (dout_part.T @ x_cols)[None]  # (1, F, KK*C)
+            return np.dot(dout_part.T, x_cols)[None]  # (1, F, KK*C)
         dout_groups = dout_part.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
         x_groups = _grouped_cols(x_cols, kh * kw, groups)  # (G, m, KK*C/G)
         return np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
@@ -416,7 +416,7 @@ def _input_grad_chunk(
         for q in range(kw):
             col0 = q * cache.dilation[1]
             if groups == 1:
-                np.matmul(dout_part, offset_weights[p, q, 0], out=offset_grad)  # (m, F) @ (F, C)
+                np.dot(dout_part, offset_weights[p, q, 0], out=offset_grad)  # (m, F) @ (F, C)
             else:  # (G, m, F/G) @ (G, F/G, C/G) -> (m, G, C/G)
                 offset_grad.reshape(-1, groups, channels // groups)[...] = np.matmul(
                     dout_groups, offset_weights[p, q]

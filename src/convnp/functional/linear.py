@@ -51,7 +51,7 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = 
     out = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
 
     def forward_slice(start: int, stop: int) -> None:
-        np.matmul(x[start:stop], weight.T, out=out[start:stop])  # (n, IN) @ (IN, OUT) -> (n, OUT)
+        np.dot(x[start:stop], weight.T, out=out[start:stop])  # (n, IN) @ (IN, OUT) -> (n, OUT); np.dot: threads.py
         if bias is not None:
             out[start:stop] += bias  # (OUT,) broadcasts over the batch
 
@@ -82,8 +82,8 @@ def linear_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndar
     dx = np.empty(x.shape, dtype=dout.dtype)
 
     def backward_slice(start: int, stop: int) -> np.ndarray:
-        np.matmul(dout[start:stop], weight, out=dx[start:stop])  # (n, OUT) @ (OUT, IN) -> (n, IN)
-        return dout[start:stop].T @ x[start:stop]  # (OUT, n) @ (n, IN) -> this slice's share of dweight
+        np.dot(dout[start:stop], weight, out=dx[start:stop])  # (n, OUT) @ (OUT, IN) -> (n, IN)
+        return np.dot(dout[start:stop].T, x[start:stop])  # (OUT, n) @ (n, IN) -> this slice's share of dweight
 
     # Each slice of the batch on its own core; the slices' weight gradients are summed in order.
     shares = parallel_over_batch(x.shape[0], x.size, backward_slice)

@@ -21,7 +21,7 @@ def _ones_vector(length: int, dtype: np.dtype) -> np.ndarray:
 
 
 def column_sum(matrix: np.ndarray) -> np.ndarray:
-    """``matrix.sum(axis=0)`` for a 2-D array, computed as ``ones @ matrix``.
+    """``matrix.sum(axis=0)`` for a 2-D array, computed as the product ``ones @ matrix``.
 
     For the tall, narrow matrices of a CNN ((N*H*W, C): one row per position)
     NumPy's axis-0 reduction walks the rows one by one; BLAS's matrix-vector
@@ -29,4 +29,4 @@ def column_sum(matrix: np.ndarray) -> np.ndarray:
 
     Shape: matrix (R, C) -> (C,)
     """
-    return _ones_vector(matrix.shape[0], matrix.dtype) @ matrix
+    return np.dot(_ones_vector(matrix.shape[0], matrix.dtype), matrix)  # np.dot, not @: see threads.py

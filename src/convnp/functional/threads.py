@@ -13,6 +13,11 @@ Each slice computes exactly what the whole op would for those samples; the
 few values summed across the batch (weight and bias gradients) are summed
 slice by slice in a fixed order, so results are reproducible run to run.
 
+Matrix products inside slices are written ``np.dot``, not ``@``/``np.matmul``:
+``np.matmul`` keeps the GIL for the whole BLAS call when the result is small
+(a weight gradient (F, KH*KW) summed over 25,000 rows, a column sum), which
+stalls every other slice that needs the interpreter; ``np.dot`` releases it.
+
 The number of slices defaults to the CPUs this process may use (at most 8);
 ``set_num_threads(1)`` or ``CONVNP_NUM_THREADS=1`` runs every op in one piece.
 When the BLAS library's thread count cannot be controlled (a BLAS other than
