@@ -53,9 +53,9 @@ class PoolCache:
     out_hw: tuple[int, int]
     dtype: np.dtype
     argmax: np.ndarray | None = None  # (N, H_out, W_out, C): flat offset p*KW + q of each window's max
-    # The 2x2 / stride 2 fast path keeps a mask instead: winner[n, i, r, j, c, ch] is True
-    # where input (2i + r, 2j + c) holds its window's chosen maximum.
-    winner: np.ndarray | None = None  # (N, H_out, 2, W_out, 2, C), bool
+    # The 2x2 / stride 2 fast path keeps two masks instead of argmax:
+    right_wins: np.ndarray | None = None  # (N, 2*H_out, W_out, C): the right column beat the left
+    bottom_wins: np.ndarray | None = None  # (N, H_out, W_out, C): the bottom row's max beat the top's
 
 def _pool_geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, padding: Padding, op: str):
     if not isinstance(x, np.ndarray) or x.ndim != 4:
@@ -111,10 +111,8 @@ def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:
     and bottom row of those maxima, picks the first maximum in row-major order
     on ties (a tie between rows goes to the top row, whose winner already came
     first in its row). Each step reads memory in long runs, with no window
-    gather. The two comparisons are combined into one mask of the winning
-    input of each window (``PoolCache.winner``), so that the backward pass is
-    a single product. Returns None when the output holds a NaN: the general
-    path then applies PyTorch's NaN rule.
+    gather. Returns None when the output holds a NaN: the general path then
+    applies PyTorch's NaN rule.
 
     Shape: x (N, C, H, W) -> (N, H_out, W_out, C)
     """
@@ -123,58 +121,50 @@ def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:
     x_nhwc = x.transpose(0, 2, 3, 1)[:, : 2 * h_out, : 2 * w_out, :]  # (N, 2Ho, 2Wo, C): odd edges dropped
     column_pairs = x_nhwc.reshape(n, 2 * h_out, w_out, 2, channels)  # a view: splits the W axis
     out = np.empty((n, h_out, w_out, channels), dtype=x.dtype)
-    winner = np.empty((n, h_out, 2, w_out, 2, channels), dtype=bool)
+    right_wins = np.empty((n, 2 * h_out, w_out, channels), dtype=bool)
+    bottom_wins = np.empty(out.shape, dtype=bool)
 
     def pool(start: int, stop: int) -> None:
-        count = stop - start
         left, right = column_pairs[start:stop, :, :, 0, :], column_pairs[start:stop, :, :, 1, :]
-        column_max = scratch("pool column max", (count, 2 * h_out, w_out, channels), x.dtype)
-        right_wins = scratch("pool right wins", (count, h_out, 2, w_out, channels), np.bool_)
+        column_max = scratch("pool column max", (stop - start, 2 * h_out, w_out, channels), x.dtype)
         np.maximum(left, right, out=column_max)  # (n, 2Ho, Wo, C)
-        np.greater(right, left, out=right_wins.reshape(column_max.shape))
-        row_pairs = column_max.reshape(count, h_out, 2, w_out, channels)
+        np.greater(right, left, out=right_wins[start:stop])
+        row_pairs = column_max.reshape(stop - start, h_out, 2, w_out, channels)
         top, bottom = row_pairs[:, :, 0], row_pairs[:, :, 1]
         np.maximum(top, bottom, out=out[start:stop])  # (n, Ho, Wo, C)
-        bottom_wins = scratch("pool bottom wins", (count, h_out, w_out, channels), np.bool_)
-        np.greater(bottom, top, out=bottom_wins)
-        # For booleans, a > b is "a and not b".
-        top_right, bottom_right = right_wins[:, :, 0], right_wins[:, :, 1]
-        chosen = winner[start:stop]
-        np.logical_and(bottom_wins, bottom_right, out=chosen[:, :, 1, :, 1])
-        np.greater(bottom_wins, bottom_right, out=chosen[:, :, 1, :, 0])
-        np.greater(top_right, bottom_wins, out=chosen[:, :, 0, :, 1])
-        top_left = chosen[:, :, 0, :, 0]
-        np.logical_or(bottom_wins, top_right, out=top_left)
-        np.logical_not(top_left, out=top_left)
+        np.greater(bottom, top, out=bottom_wins[start:stop])
 
     parallel_over_batch(n, x_nhwc.size, pool)
     if np.isnan(out).any():
         return None
-    cache.winner = winner
+    cache.right_wins, cache.bottom_wins = right_wins, bottom_wins
     return out
 
-
 def _max_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
-    """The backward pass of ``_max_pool_halving``: each gradient goes to its window's winner.
+    """The backward pass of ``_max_pool_halving``: route each gradient down the two choices.
 
-    One product of dout, broadcast over the four inputs of its window, with the
-    boolean winner mask (rather than ``np.where``): a single pass writing dx.
-    Shape: dout (N, H_out, W_out, C) -> dx (N, H, W, C).
+    Multiplying by a boolean mask (rather than ``np.where``) keeps each step a
+    single fast pass. Shape: dout (N, H_out, W_out, C) -> dx (N, H, W, C).
     """
     n, channels, height, width = cache.x_shape
     h_out, w_out = cache.out_hw
     dx = np.empty((n, height, width, channels), dtype=dout_nhwc.dtype)
 
     def unpool(start: int, stop: int) -> None:
+        count = stop - start
+        drows = scratch("unpool rows", (count, h_out, 2, w_out, channels), dout_nhwc.dtype)
+        np.multiply(dout_nhwc[start:stop], ~cache.bottom_wins[start:stop], out=drows[:, :, 0])
+        np.multiply(dout_nhwc[start:stop], cache.bottom_wins[start:stop], out=drows[:, :, 1])
+        drows = drows.reshape(count, 2 * h_out, w_out, channels)
         dx_part = dx[start:stop]
         if height != 2 * h_out or width != 2 * w_out:
             dx_part.fill(0)  # odd edges get no gradient
-        windows = dx_part[:, : 2 * h_out, : 2 * w_out, :].reshape(stop - start, h_out, 2, w_out, 2, channels)
-        np.multiply(dout_nhwc[start:stop, :, None, :, None, :], cache.winner[start:stop], out=windows)
+        dcolumns = dx_part[:, : 2 * h_out, : 2 * w_out, :].reshape(count, 2 * h_out, w_out, 2, channels)
+        np.multiply(drows, ~cache.right_wins[start:stop], out=dcolumns[:, :, :, 0, :])
+        np.multiply(drows, cache.right_wins[start:stop], out=dcolumns[:, :, :, 1, :])
 
     parallel_over_batch(n, dx.size, unpool)
     return dx
-
 
 def max_pool2d_forward(
     x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
@@ -214,7 +204,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """
     _check_dout(dout, cache, "max_pool2d_backward")
     dout_nhwc = dout.transpose(0, 2, 3, 1)
-    if cache.winner is not None:
+    if cache.argmax is None:
         return _max_unpool_halving(dout_nhwc, cache).transpose(0, 3, 1, 2)
     kw = cache.kernel_size[1]
     return _scatter_windows(lambda p, q: dout_nhwc * (cache.argmax == p * kw + q), cache)
