@@ -85,7 +85,7 @@ def convnp_train_step(model, batch):
 
 def convnp_inference(model, batch):
     x, _ = batch
-    return lambda: model.forward_layers(x, training=False)
+    return lambda: model.forward_layers(x, training=False, keep_caches=False)  # as predict and evaluate run
 
 
 def torch_train_step(torch, module, batch):

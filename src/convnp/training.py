@@ -208,7 +208,7 @@ def outputs_in_batches(model, x: np.ndarray, batch_size: int, logits: bool = Fal
     """Inference-mode outputs, one batch at a time (memory stays bounded)."""
     with logits_view(model, logits) as stop:
         for start in range(0, len(x), batch_size):
-            yield model.forward_layers(x[start : start + batch_size], training=False, stop=stop)
+            yield model.forward_layers(x[start : start + batch_size], training=False, stop=stop, keep_caches=False)
 
 
 def evaluate(model, x, y, batch_size: int = 256, loss: str = "cross_entropy") -> dict[str, float]:

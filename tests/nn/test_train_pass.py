@@ -147,3 +147,20 @@ def test_shard_copy_shares_weights_and_owns_cache_and_gradients():
     twin.backward(np.ones((1, 3, 3, 3)))
     assert layer.cache is None and layer.activation.cache is None
     assert layer.weight.grad is None and twin.weight.grad is not None
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_inference_in_shards_equals_the_whole_batch(shards, count):
+    layers = [Conv2D(4, 3, padding=1), BatchNorm2D(), ReLU(), MaxPool2D(2), Dropout(0.5, rng=0),
+              Flatten(), Dense(3)]  # fmt: skip
+    model = Sequential(layers, input_shape=(2, 8, 7), dtype="float64", seed=0)
+    model.layers[1].running_mean = np.linspace(-1, 1, 4)  # inference uses the running statistics
+    x, _ = batch(7)
+    expected = model.forward_layers(x, training=False)
+    shards(count)
+    for layer in model.layers:
+        layer.cache = None
+    actual = model.forward_layers(x, training=False, keep_caches=False)
+    np.testing.assert_allclose(actual, expected, rtol=1e-13, atol=1e-13)
+    assert all(layer.cache is None for layer in model.layers)  # the shards ran on copies
+    np.testing.assert_allclose(model.predict(x), model.predict(x, batch_size=2), rtol=1e-12)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from convnp.nn.pooling import MaxPool2D
 # Keys PyTorch keeps in a state_dict that convnp does not need.
 _IGNORED_KEY_SUFFIXES = ("num_batches_tracked",)
 
+T = TypeVar("T")
 Plan = list[tuple[Layer, ...]]
 LossFunction = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 
@@ -42,6 +44,23 @@ def _run_backward(plan: Plan, grad: np.ndarray, input_grad: bool) -> np.ndarray 
         layers[-1].backward_params(grad)
         return None
     return layers[-1].backward(grad)
+
+
+def _in_shards(plan: Plan, batch: int, run_shard: Callable[[Plan, int, int], T]) -> list[T]:
+    """``run_shard(twins, start, end)`` on one contiguous shard of the batch per core, each with its own twins.
+
+    The twins are ``shard_copy``s of the plan's layers: shared weights, their own caches.
+    """
+    layers = [layer for step in plan for layer in step]
+    # The work of a pass grows with the values it computes: every layer's output.
+    work = batch * sum(math.prod(layer.output_shape) for layer in layers)
+
+    def shard(start: int, end: int) -> T:
+        twins = [tuple(layer.shard_copy() for layer in step) for step in plan]
+        return run_shard(twins, start, end)
+
+    with single_threaded_blas():
+        return parallel_over_batch(batch, work, shard)
 
 
 def _batch_independent(layer: Layer) -> bool:
@@ -167,10 +186,25 @@ class Sequential:
                 index += 1
         return plan
 
-    def forward_layers(self, x: np.ndarray, training: bool, stop: int | None = None) -> np.ndarray:
-        """Run a prepared batch through ``layers[:stop]`` (see ``execution_plan``)."""
-        with single_threaded_blas():  # every product runs inside a batch-split op (functional/threads.py)
-            return _run_forward(self.execution_plan(stop), x, training)
+    def forward_layers(
+        self, x: np.ndarray, training: bool, stop: int | None = None, keep_caches: bool = True
+    ) -> np.ndarray:
+        """Run a prepared batch through ``layers[:stop]`` (see ``execution_plan``).
+
+        With ``keep_caches=False`` in inference mode (``predict``, ``evaluate``:
+        no backward pass follows), the layers keep nothing for a backward pass,
+        which lets the batch run as one shard per core (see ``train_pass``).
+        """
+        plan = self.execution_plan(stop)
+        if training or keep_caches:
+            with single_threaded_blas():  # every product runs inside a batch-split op (functional/threads.py)
+                return _run_forward(plan, x, training)
+
+        def run_shard(twins: Plan, start: int, end: int) -> np.ndarray:
+            return _run_forward(twins, x[start:end], training=False)
+
+        outputs = _in_shards(plan, len(x), run_shard)
+        return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
 
     def backward(self, dlogits: np.ndarray, input_grad: bool = True, stop: int | None = None) -> np.ndarray | None:
         """Back-propagate the loss gradient; fills every ``Parameter.grad``. Returns dx.
@@ -212,8 +246,7 @@ class Sequential:
                     _run_backward(plan, dlogits, input_grad=False)
             return loss, outputs
 
-        def run_shard(start: int, end: int) -> tuple[float, np.ndarray, list[np.ndarray | None]]:
-            twins = [tuple(layer.shard_copy() for layer in step) for step in plan]
+        def run_shard(twins: Plan, start: int, end: int) -> tuple[float, np.ndarray, list[np.ndarray | None]]:
             outputs = _run_forward(twins, x[start:end], training=True)
             loss, dlogits = loss_fn(outputs, targets[start:end])
             share = (end - start) / batch
@@ -224,10 +257,7 @@ class Sequential:
             grads = [param.grad for step in twins for layer in step for param in layer.parameters()]
             return loss * share, outputs, grads
 
-        # The work of a pass grows with the values it computes: every layer's output.
-        work = batch * sum(math.prod(layer.output_shape) for layer in layers)
-        with single_threaded_blas():
-            shards = parallel_over_batch(batch, work, run_shard)
+        shards = _in_shards(plan, batch, run_shard)
         loss = math.fsum(shard[0] for shard in shards)
         outputs = np.concatenate([shard[1] for shard in shards]) if len(shards) > 1 else shards[0][1]
         if math.isfinite(loss):
