@@ -231,11 +231,11 @@ def _conv_channels_last(
     chunk = _chunk_images(rows_per_image, kh * kw * channels, x_nhwc.dtype)
 
     def forward_slice(start: int, stop: int) -> None:
-        x_padded = _pad_slice(x_nhwc[start:stop], pads)
         for first in range(start, stop, chunk):
             last = min(first + chunk, stop)
             image_rows = slice(first * rows_per_image, last * rows_per_image)
-            cols = _gather_chunk(x_padded[first - start : last - start], (kh, kw), stride, dilation, out_hw)
+            x_padded = _pad_chunk(x_nhwc[first:last], pads)
+            cols = _gather_chunk(x_padded, (kh, kw), stride, dilation, out_hw)
             if groups == 1:
                 np.dot(cols, rows[0].T, out=out_cols[image_rows])  # (n*Ho*Wo, F); on np.dot: threads.py
             else:
@@ -249,10 +249,10 @@ def _conv_channels_last(
     return out_cols.reshape(n, h_out, w_out, filters)
 
 
-def _pad_slice(x_nhwc: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
-    """A slice of the batch, zero-padded into this thread's scratch buffer (``x_nhwc`` itself without padding).
+def _pad_chunk(x_nhwc: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """A chunk of images, zero-padded into this thread's scratch buffer (``x_nhwc`` itself without padding).
 
-    The result may be a scratch view: used within the slice, never kept.
+    The result may be a scratch view: used within the chunk, never kept.
     """
     if not any(pads):
         return x_nhwc
@@ -338,8 +338,9 @@ def conv2d_backward(
     dx_nhwc = np.empty((n, height, width, channels), dtype=dout.dtype) if offset_dx else None
     chunk = _chunk_images(rows_per_image, kh * kw * channels, dout.dtype)
 
-    def backward_chunk(x_padded: np.ndarray, first: int, last: int) -> np.ndarray:
+    def backward_chunk(first: int, last: int) -> np.ndarray:
         dout_part = dout_cols[first * rows_per_image : last * rows_per_image]
+        x_padded = _pad_chunk(cache.x_nhwc[first:last], cache.pads)
         x_cols = _gather_chunk(x_padded, (kh, kw), cache.stride, cache.dilation, (h_out, w_out))  # gathered again
         if offset_dx:
             _input_grad_chunk(dout_part, offset_weights, cache, dx_nhwc[first:last])
@@ -350,11 +351,9 @@ def conv2d_backward(
         return np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
 
     def backward_slice(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        x_padded = _pad_slice(cache.x_nhwc[start:stop], cache.pads)
-        dweight_rows = backward_chunk(x_padded[: min(chunk, stop - start)], start, min(start + chunk, stop))
+        dweight_rows = backward_chunk(start, min(start + chunk, stop))
         for first in range(start + chunk, stop, chunk):
-            last = min(first + chunk, stop)
-            dweight_rows += backward_chunk(x_padded[first - start : last - start], first, last)
+            dweight_rows += backward_chunk(first, min(first + chunk, stop))
         dbias = column_sum(dout_cols[start * rows_per_image : stop * rows_per_image]) if cache.has_bias else None
         return dweight_rows, dbias
 

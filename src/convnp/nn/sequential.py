@@ -63,6 +63,14 @@ def _in_shards(plan: Plan, batch: int, run_shard: Callable[[Plan, int, int], T])
         return parallel_over_batch(batch, work, shard)
 
 
+def _drop_caches(layer: Layer) -> None:
+    layer.cache = None
+    for attr in layer.sublayer_names:
+        sublayer = getattr(layer, attr, None)
+        if sublayer is not None:
+            _drop_caches(sublayer)
+
+
 def _batch_independent(layer: Layer) -> bool:
     sublayers = [getattr(layer, attr, None) for attr in layer.sublayer_names]
     return layer.batch_independent and all(sub is None or _batch_independent(sub) for sub in sublayers)
@@ -192,8 +200,9 @@ class Sequential:
         """Run a prepared batch through ``layers[:stop]`` (see ``execution_plan``).
 
         With ``keep_caches=False`` in inference mode (``predict``, ``evaluate``:
-        no backward pass follows), the layers keep nothing for a backward pass,
-        which lets the batch run as one shard per core (see ``train_pass``).
+        no backward pass follows), the layers keep nothing for a backward pass
+        (and drop what an earlier pass left), which lets the batch run as one
+        shard per core (see ``train_pass``) with each input freed once used.
         """
         plan = self.execution_plan(stop)
         if training or keep_caches:
@@ -201,8 +210,16 @@ class Sequential:
                 return _run_forward(plan, x, training)
 
         def run_shard(twins: Plan, start: int, end: int) -> np.ndarray:
-            return _run_forward(twins, x[start:end], training=False)
+            out = x[start:end]
+            for step in twins:
+                out = _run_forward([step], out, training=False)
+                for layer in step:
+                    _drop_caches(layer)  # nothing runs backward: free each input as soon as it is used
+            return out
 
+        for step in plan:  # an earlier pass's caches are stale now: free them before this pass
+            for layer in step:
+                _drop_caches(layer)
         outputs = _in_shards(plan, len(x), run_shard)
         return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
 
