@@ -137,10 +137,16 @@ def interleaved(fns: dict, batch_size: int, repeats: int, min_seconds: float) ->
 def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, float]]:
     """Milliseconds per step of ``model.execution_plan()`` for forward (training mode) and backward.
 
-    A ReLU that runs after its max pooling shows up as one row "MaxPool2D -> ReLU".
+    Steps that run together show up as one row: "MaxPool2D -> ReLU" (a ReLU
+    run after its max pooling), "Conv2D -> MaxPool2D -> ReLU" (a convolution
+    and its 2x2 max pooling computed in one pass). The batch runs as one
+    piece, each op splitting it across cores, so the rows add up to a step of
+    a model with batch norm or dropout; a model without them trains in whole-
+    pass shards (``Sequential.train_pass``), which this view does not separate.
     """
     from convnp.functional.losses import softmax_cross_entropy
     from convnp.functional.threads import single_threaded_blas
+    from convnp.nn.sequential import _run_forward, _step_backward
 
     x, y = batch
     plan = model.execution_plan()
@@ -152,19 +158,12 @@ def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, floa
             times_f, times_b = [], []
             for layers in plan:
                 start = time.perf_counter()
-                if len(layers) == 1:
-                    out = layers[0].forward(out, training=True)
-                else:
-                    out = layers[1].forward_elementwise(layers[0].forward(out, training=True))
+                out = _run_forward([layers], out, training=True)
                 times_f.append(time.perf_counter() - start)
             _, grad = softmax_cross_entropy(out, y)
             for index in range(len(plan) - 1, -1, -1):
                 start = time.perf_counter()
-                for layer in reversed(plan[index]):
-                    if index == 0 and layer is plan[0][0]:
-                        layer.backward_params(grad)
-                    else:
-                        grad = layer.backward(grad)
+                grad = _step_backward(plan[index], grad, input_grad=index > 0)
                 times_b.append(time.perf_counter() - start)
             if step:  # the first pass is a warm-up
                 forward += times_f

@@ -16,7 +16,7 @@ flattened to rows. The backward pass is the same picture read in reverse:
 
 With stride 1 and no more than twice as many filters as channels, dx is
 computed instead as a convolution of dout with the flipped filters
-(``_transposed_pads``): one more im2col and one GEMM.
+(``_transposed_pads``): one more im2col and one GEMM, chunk by chunk.
 
 Work is done a few images at a time (``CHUNK_BYTES`` of im2col rows, which
 stay in the CPU cache between the gather and the product), and the batch is
@@ -41,6 +41,7 @@ Shape:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,8 +218,15 @@ def _conv_channels_last(
     dilation: tuple[int, int],
     groups: int,
     out_hw: tuple[int, int],
-) -> np.ndarray:
+    epilogue: Callable[[int, int, np.ndarray], None] | None = None,
+) -> np.ndarray | None:
     """The convolution itself, on channels-last arrays with explicit (top, bottom, left, right) padding.
+
+    With an ``epilogue``, each chunk's output is handed to
+    ``epilogue(first, last, out_chunk)`` (images first..last-1, as a scratch
+    (count, H_out, W_out, F) view, still in the CPU cache) and nothing is
+    returned: a fused max pool consumes it so that the full-size output never
+    exists.
 
     Shape: x_nhwc (N, H, W, C), weight (F, C/G, KH, KW) -> (N, H_out, W_out, F)
     """
@@ -227,26 +235,32 @@ def _conv_channels_last(
     h_out, w_out = out_hw
     rows = weight_rows(weight, groups)  # (G, F/G, KH*KW*C/G)
     rows_per_image = h_out * w_out
-    out_cols = np.empty((n * rows_per_image, filters), dtype=x_nhwc.dtype)
-    chunk = _chunk_images(rows_per_image, kh * kw * channels, x_nhwc.dtype)
+    out_cols = None if epilogue else np.empty((n * rows_per_image, filters), dtype=x_nhwc.dtype)
+    # With an epilogue, the chunk's output must stay in the cache too.
+    chunk = _chunk_images(rows_per_image, kh * kw * channels + (filters if epilogue else 0), x_nhwc.dtype)
 
     def forward_slice(start: int, stop: int) -> None:
         for first in range(start, stop, chunk):
             last = min(first + chunk, stop)
-            image_rows = slice(first * rows_per_image, last * rows_per_image)
+            if epilogue is None:
+                out_chunk = out_cols[first * rows_per_image : last * rows_per_image]
+            else:
+                out_chunk = scratch("conv out", ((last - first) * rows_per_image, filters), x_nhwc.dtype)
             x_padded = _pad_chunk(x_nhwc[first:last], pads)
             cols = _gather_chunk(x_padded, (kh, kw), stride, dilation, out_hw)
             if groups == 1:
-                np.dot(cols, rows[0].T, out=out_cols[image_rows])  # (n*Ho*Wo, F); on np.dot: threads.py
+                np.dot(cols, rows[0].T, out=out_chunk)  # (n*Ho*Wo, F); on np.dot: threads.py
             else:
                 # (G, m, KK*C/G) @ (G, KK*C/G, F/G) -> (G, m, F/G) -> (m, F)
                 out_groups = np.matmul(_grouped_cols(cols, kh * kw, groups), rows.transpose(0, 2, 1))
-                out_cols[image_rows] = out_groups.transpose(1, 0, 2).reshape(-1, filters)
+                out_chunk[...] = out_groups.transpose(1, 0, 2).reshape(-1, filters)
             if bias is not None:
-                out_cols[image_rows] += bias  # broadcast over rows: the channel axis is innermost
+                out_chunk += bias  # broadcast over rows: the channel axis is innermost
+            if epilogue is not None:
+                epilogue(first, last, out_chunk.reshape(last - first, h_out, w_out, filters))
 
     parallel_over_batch(n, n * rows_per_image * kh * kw * channels, forward_slice)
-    return out_cols.reshape(n, h_out, w_out, filters)
+    return None if epilogue else out_cols.reshape(n, h_out, w_out, filters)
 
 
 def _pad_chunk(x_nhwc: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
@@ -316,45 +330,84 @@ def conv2d_backward(
         dout: (N, F, H_out, W_out)
         returns dx (N, C, H, W), dweight (F, C/G, KH, KW), dbias (F,) or None
     """
+    n, filters = cache.x_shape[0], cache.weight.shape[0]
+    h_out, w_out = cache.out_hw
+    expected = (n, filters, h_out, w_out)
+    if dout.shape != expected:
+        raise ValueError(f"conv2d_backward: expected dout of shape {expected}, got {dout.shape}")
+    # Free when dout is channels-last in memory (as this op's own output is).
+    dout_cols = dout.transpose(0, 2, 3, 1).reshape(n * h_out * w_out, filters)  # (M, F)
+    rows_per_image = h_out * w_out
+    return conv_backward_by_chunks(
+        cache, lambda first, last: dout_cols[first * rows_per_image : last * rows_per_image], input_grad
+    )
+
+
+def conv_backward_by_chunks(
+    cache: Conv2dCache,
+    dout_chunk: Callable[[int, int], np.ndarray],
+    input_grad: bool = True,
+    dout_built_per_chunk: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """``conv2d_backward`` with dout handed over a chunk of images at a time.
+
+    ``dout_chunk(first, last)`` returns the (m, F) rows of dout for images
+    first..last-1 (m = their number times H_out*W_out), channels-last; it may
+    be a scratch view, computed just then (a fused max pool's backward pass
+    does that, so the full-size dout never exists; ``dout_built_per_chunk``
+    then sizes the chunks so that it fits in the cache beside the im2col rows).
+    Each chunk's dout is used for dbias, dweight and dx while it is still in
+    the CPU cache.
+    """
     n, channels, height, width = cache.x_shape
     filters, group_channels, kh, kw = cache.weight.shape
     h_out, w_out = cache.out_hw
     groups = cache.groups
-    expected = (n, filters, h_out, w_out)
-    if dout.shape != expected:
-        raise ValueError(f"conv2d_backward: expected dout of shape {expected}, got {dout.shape}")
-
-    # Free when dout is channels-last in memory (as this op's own output is).
-    dout_cols = dout.transpose(0, 2, 3, 1).reshape(n * h_out * w_out, filters)  # (M, F)
-    # The filters at each kernel offset, one (F/G, C/G) matrix per group: what dx needs.
-    offset_weights = np.ascontiguousarray(
-        cache.weight.reshape(groups, filters // groups, group_channels, kh, kw).transpose(3, 4, 0, 1, 2)
-    )  # (KH, KW, G, F/G, C/G)
     rows_per_image = h_out * w_out
     transposed_pads = _transposed_pads(cache) if input_grad else None
-    # With stride 1, dx is itself a convolution (of dout with the flipped filters): one
-    # more im2col + GEMM after the loop. Otherwise one product per kernel offset, per chunk.
-    offset_dx = input_grad and transposed_pads is None
-    dx_nhwc = np.empty((n, height, width, channels), dtype=dout.dtype) if offset_dx else None
-    chunk = _chunk_images(rows_per_image, kh * kw * channels, dout.dtype)
+    if transposed_pads is not None:
+        # With stride 1, dx is itself a convolution, of dout with the flipped filters:
+        # flipped[c, f, p, q] = weight[f, c, KH-1-p, KW-1-q].
+        flipped = np.ascontiguousarray(cache.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        flipped_rows = weight_rows(flipped, 1)[0]  # (C, KH*KW*F)
+    elif input_grad:
+        # Otherwise one product per kernel offset: the filters at each offset, per group.
+        offset_weights = np.ascontiguousarray(
+            cache.weight.reshape(groups, filters // groups, group_channels, kh, kw).transpose(3, 4, 0, 1, 2)
+        )  # (KH, KW, G, F/G, C/G)
+    dx_nhwc = np.empty((n, height, width, channels), dtype=cache.x_nhwc.dtype) if input_grad else None
+    columns = kh * kw * channels + (filters if dout_built_per_chunk else 0)
+    chunk = _chunk_images(rows_per_image, columns, cache.x_nhwc.dtype)
 
-    def backward_chunk(first: int, last: int) -> np.ndarray:
-        dout_part = dout_cols[first * rows_per_image : last * rows_per_image]
+    def backward_chunk(first: int, last: int) -> tuple[np.ndarray, np.ndarray | None]:
+        dout_part = dout_chunk(first, last)  # (m, F)
+        dbias = column_sum(dout_part) if cache.has_bias else None
         x_padded = _pad_chunk(cache.x_nhwc[first:last], cache.pads)
         x_cols = _gather_chunk(x_padded, (kh, kw), cache.stride, cache.dilation, (h_out, w_out))  # gathered again
-        if offset_dx:
-            _input_grad_chunk(dout_part, offset_weights, cache, dx_nhwc[first:last])
         if groups == 1:
-            return np.dot(dout_part.T, x_cols)[None]  # (1, F, KK*C)
-        dout_groups = dout_part.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
-        x_groups = _grouped_cols(x_cols, kh * kw, groups)  # (G, m, KK*C/G)
-        return np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
+            dweight_rows = np.dot(dout_part.T, x_cols)[None]  # (1, F, KK*C)
+        else:
+            dout_groups = dout_part.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
+            x_groups = _grouped_cols(x_cols, kh * kw, groups)  # (G, m, KK*C/G)
+            dweight_rows = np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
+        # dx last: its gather reuses the scratch buffers x_cols lives in.
+        if transposed_pads is not None:
+            dout_images = dout_part.reshape(last - first, h_out, w_out, filters)
+            dout_cols = _gather_chunk(
+                _pad_chunk(dout_images, transposed_pads), (kh, kw), (1, 1), cache.dilation, (height, width)
+            )  # (count*H*W, KK*F)
+            np.dot(dout_cols, flipped_rows.T, out=dx_nhwc[first:last].reshape(-1, channels))
+        elif input_grad:
+            _input_grad_chunk(dout_part, offset_weights, cache, dx_nhwc[first:last])
+        return dweight_rows, dbias
 
     def backward_slice(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        dweight_rows = backward_chunk(start, min(start + chunk, stop))
+        dweight_rows, dbias = backward_chunk(start, min(start + chunk, stop))
         for first in range(start + chunk, stop, chunk):
-            dweight_rows += backward_chunk(first, min(first + chunk, stop))
-        dbias = column_sum(dout_cols[start * rows_per_image : stop * rows_per_image]) if cache.has_bias else None
+            part_dweight, part_dbias = backward_chunk(first, min(first + chunk, stop))
+            dweight_rows += part_dweight
+            if dbias is not None:
+                dbias += part_dbias
         return dweight_rows, dbias
 
     slices = parallel_over_batch(n, n * rows_per_image * kh * kw * channels, backward_slice)
@@ -370,13 +423,6 @@ def conv2d_backward(
     dweight = np.ascontiguousarray(dweight_rows.reshape(filters, kh, kw, group_channels).transpose(0, 3, 1, 2))
     if not input_grad:
         return None, dweight, dbias
-    if transposed_pads is not None:
-        # flipped[c, f, p, q] = weight[f, c, KH-1-p, KW-1-q]: filters for the channels of x
-        flipped = np.ascontiguousarray(cache.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        dout_nhwc = dout.transpose(0, 2, 3, 1)
-        dx_nhwc = _conv_channels_last(
-            dout_nhwc, flipped, None, transposed_pads, (1, 1), cache.dilation, 1, (height, width)
-        )
     return dx_nhwc.transpose(0, 3, 1, 2), dweight, dbias
 
 

@@ -118,21 +118,13 @@ def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:
     """
     n, channels = cache.x_shape[:2]
     h_out, w_out = cache.out_hw
-    x_nhwc = x.transpose(0, 2, 3, 1)[:, : 2 * h_out, : 2 * w_out, :]  # (N, 2Ho, 2Wo, C): odd edges dropped
-    column_pairs = x_nhwc.reshape(n, 2 * h_out, w_out, 2, channels)  # a view: splits the W axis
+    x_nhwc = x.transpose(0, 2, 3, 1)
     out = np.empty((n, h_out, w_out, channels), dtype=x.dtype)
     right_wins = np.empty((n, 2 * h_out, w_out, channels), dtype=bool)
     bottom_wins = np.empty(out.shape, dtype=bool)
 
     def pool(start: int, stop: int) -> None:
-        left, right = column_pairs[start:stop, :, :, 0, :], column_pairs[start:stop, :, :, 1, :]
-        column_max = scratch("pool column max", (stop - start, 2 * h_out, w_out, channels), x.dtype)
-        np.maximum(left, right, out=column_max)  # (n, 2Ho, Wo, C)
-        np.greater(right, left, out=right_wins[start:stop])
-        row_pairs = column_max.reshape(stop - start, h_out, 2, w_out, channels)
-        top, bottom = row_pairs[:, :, 0], row_pairs[:, :, 1]
-        np.maximum(top, bottom, out=out[start:stop])  # (n, Ho, Wo, C)
-        np.greater(bottom, top, out=bottom_wins[start:stop])
+        halving_pool_chunk(x_nhwc[start:stop], out[start:stop], right_wins[start:stop], bottom_wins[start:stop])
 
     parallel_over_batch(n, x_nhwc.size, pool)
     if np.isnan(out).any():
@@ -140,31 +132,64 @@ def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:
     cache.right_wins, cache.bottom_wins = right_wins, bottom_wins
     return out
 
+
+def halving_pool_chunk(
+    x_nhwc: np.ndarray, out: np.ndarray, right_wins: np.ndarray, bottom_wins: np.ndarray
+) -> None:
+    """2x2 / stride 2 max pooling of a few channels-last images, into ``out`` and the two masks.
+
+    Shape: x_nhwc (n, H, W, C) (an odd last row or column is dropped) -> out (n, H_out, W_out, C);
+    right_wins (n, 2*H_out, W_out, C), bottom_wins (n, H_out, W_out, C).
+    """
+    count, h_out, w_out, channels = out.shape
+    column_pairs = x_nhwc[:, : 2 * h_out, : 2 * w_out, :].reshape(count, 2 * h_out, w_out, 2, channels)  # a view
+    left, right = column_pairs[:, :, :, 0, :], column_pairs[:, :, :, 1, :]
+    column_max = scratch("pool column max", (count, 2 * h_out, w_out, channels), out.dtype)
+    np.maximum(left, right, out=column_max)  # (n, 2Ho, Wo, C)
+    np.greater(right, left, out=right_wins)
+    row_pairs = column_max.reshape(count, h_out, 2, w_out, channels)
+    top, bottom = row_pairs[:, :, 0], row_pairs[:, :, 1]
+    np.maximum(top, bottom, out=out)  # (n, Ho, Wo, C)
+    np.greater(bottom, top, out=bottom_wins)
+
+
 def _max_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
     """The backward pass of ``_max_pool_halving``: route each gradient down the two choices.
 
-    Multiplying by a boolean mask (rather than ``np.where``) keeps each step a
-    single fast pass. Shape: dout (N, H_out, W_out, C) -> dx (N, H, W, C).
+    Shape: dout (N, H_out, W_out, C) -> dx (N, H, W, C).
     """
     n, channels, height, width = cache.x_shape
-    h_out, w_out = cache.out_hw
     dx = np.empty((n, height, width, channels), dtype=dout_nhwc.dtype)
 
     def unpool(start: int, stop: int) -> None:
-        count = stop - start
-        drows = scratch("unpool rows", (count, h_out, 2, w_out, channels), dout_nhwc.dtype)
-        np.multiply(dout_nhwc[start:stop], ~cache.bottom_wins[start:stop], out=drows[:, :, 0])
-        np.multiply(dout_nhwc[start:stop], cache.bottom_wins[start:stop], out=drows[:, :, 1])
-        drows = drows.reshape(count, 2 * h_out, w_out, channels)
-        dx_part = dx[start:stop]
-        if height != 2 * h_out or width != 2 * w_out:
-            dx_part.fill(0)  # odd edges get no gradient
-        dcolumns = dx_part[:, : 2 * h_out, : 2 * w_out, :].reshape(count, 2 * h_out, w_out, 2, channels)
-        np.multiply(drows, ~cache.right_wins[start:stop], out=dcolumns[:, :, :, 0, :])
-        np.multiply(drows, cache.right_wins[start:stop], out=dcolumns[:, :, :, 1, :])
+        halving_unpool_chunk(
+            dout_nhwc[start:stop], cache.right_wins[start:stop], cache.bottom_wins[start:stop], dx[start:stop]
+        )
 
     parallel_over_batch(n, dx.size, unpool)
     return dx
+
+
+def halving_unpool_chunk(
+    dout_nhwc: np.ndarray, right_wins: np.ndarray, bottom_wins: np.ndarray, dx: np.ndarray
+) -> None:
+    """The backward pass of ``halving_pool_chunk`` for a few images, written into ``dx``.
+
+    Multiplying by a boolean mask (rather than ``np.where``) keeps each step a
+    single fast pass. Shape: dout (n, H_out, W_out, C) -> dx (n, H, W, C).
+    """
+    count, h_out, w_out, channels = dout_nhwc.shape
+    height, width = dx.shape[1:3]
+    drows = scratch("unpool rows", (count, h_out, 2, w_out, channels), dout_nhwc.dtype)
+    np.multiply(dout_nhwc, ~bottom_wins, out=drows[:, :, 0])
+    np.multiply(dout_nhwc, bottom_wins, out=drows[:, :, 1])
+    drows = drows.reshape(count, 2 * h_out, w_out, channels)
+    if height != 2 * h_out or width != 2 * w_out:
+        dx.fill(0)  # odd edges get no gradient
+    dcolumns = dx[:, : 2 * h_out, : 2 * w_out, :].reshape(count, 2 * h_out, w_out, 2, channels)
+    np.multiply(drows, ~right_wins, out=dcolumns[:, :, :, 0, :])
+    np.multiply(drows, right_wins, out=dcolumns[:, :, :, 1, :])
+
 
 def max_pool2d_forward(
     x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0

@@ -12,6 +12,7 @@ import numpy as np
 from convnp._random import as_generator
 from convnp.functional.threads import parallel_over_batch, single_threaded_blas
 from convnp.nn.activations import ReLU
+from convnp.nn.conv import Conv2D
 from convnp.nn.layer import Layer, shape_mismatch
 from convnp.nn.parameter import Parameter
 from convnp.nn.pooling import MaxPool2D
@@ -25,25 +26,56 @@ LossFunction = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 
 
 def _run_forward(plan: Plan, x: np.ndarray, training: bool) -> np.ndarray:
-    """The steps of an execution plan in order; a (pool, relu) step pools first."""
+    """The steps of an execution plan in order (see ``Sequential.execution_plan``)."""
     for step in plan:
-        if len(step) == 1:
-            x = step[0].forward(x, training=training)
+        if _is_conv_pool(step):
+            x = step[0].forward_pooled(x, training=training)
         else:
-            pool, relu = step
-            x = relu.forward_elementwise(pool.forward(x, training=training))
+            x = step[0].forward(x, training=training)
+        for elementwise in step[_first_after_pool(step):]:
+            x = elementwise.forward_elementwise(x)
     return x
 
 
 def _run_backward(plan: Plan, grad: np.ndarray, input_grad: bool) -> np.ndarray | None:
-    """Steps backwards, and so do the layers within a step; the first layer may skip its dx."""
-    layers = [layer for step in reversed(plan) for layer in reversed(step)]
-    for layer in layers[:-1]:
+    """Steps backwards; the first layer skips its dx unless ``input_grad``."""
+    for index in range(len(plan) - 1, -1, -1):
+        grad = _step_backward(plan[index], grad, input_grad or index > 0)
+    return grad
+
+
+def _step_backward(step: tuple[Layer, ...], grad: np.ndarray, input_grad: bool) -> np.ndarray | None:
+    """One step of a plan backwards: its layers in reverse order (a fused conv and pool as one)."""
+    first_after_pool = _first_after_pool(step)
+    for layer in reversed(step[first_after_pool:]):
         grad = layer.backward(grad)
-    if not input_grad:
-        layers[-1].backward_params(grad)
-        return None
-    return layers[-1].backward(grad)
+    if _is_conv_pool(step):
+        return step[0].backward_pooled(grad, input_grad=input_grad)
+    if input_grad:
+        return step[0].backward(grad)
+    step[0].backward_params(grad)
+    return None
+
+
+def _is_conv_pool(step: tuple[Layer, ...]) -> bool:
+    return len(step) > 1 and isinstance(step[0], Conv2D)
+
+
+def _first_after_pool(step: tuple[Layer, ...]) -> int:
+    """Where a step's elementwise tail (the ReLU run after a pool) starts."""
+    return 2 if _is_conv_pool(step) else 1
+
+
+def _poolable_conv(layer: Layer) -> bool:
+    return type(layer) is Conv2D and layer.activation is None
+
+
+def _halving_pool(layer: Layer) -> bool:
+    """A built MaxPool2D with 2x2 windows, stride 2 and no padding."""
+    if type(layer) is not MaxPool2D or not layer.built or layer.kernel_size != (2, 2) or layer.stride != (2, 2):
+        return False
+    height, width = layer.input_shape[1:]
+    return tuple(layer.output_shape[1:]) == (height // 2, width // 2)
 
 
 def _in_shards(plan: Plan, batch: int, run_shard: Callable[[Plan, int, int], T]) -> list[T]:
@@ -171,27 +203,40 @@ class Sequential:
     def execution_plan(self, stop: int | None = None) -> list[tuple[Layer, ...]]:
         """The layers of ``layers[:stop]`` in the order they run, one step each.
 
-        A ``ReLU`` directly followed by a ``MaxPool2D`` runs as one step,
-        (pool, relu): pooling first, then ReLU on the pooled output, a quarter of
-        the values for 2x2 pooling. The result is identical, values and
-        gradients: max(relu(z)) = relu(max(z)) since ReLU never decreases and is
-        the identity on positive values, so where a window's maximum is positive
-        both orders choose the same input (ties included), and where it is not,
-        ReLU's zero gradient stops the gradient either way. Every other layer is
-        a step of its own.
+        Two reorderings and one fusion, all exact (values and gradients):
+
+        - A ``ReLU`` directly followed by a ``MaxPool2D`` runs as one step,
+          (pool, relu): pooling first, then ReLU on the pooled output, a quarter
+          of the values for 2x2 pooling. max(relu(z)) = relu(max(z)) since ReLU
+          never decreases and is the identity on positive values, so where a
+          window's maximum is positive both orders choose the same input (ties
+          included), and where it is not, ReLU's zero gradient stops the
+          gradient either way.
+        - A ``Conv2D`` (without a fused activation) followed by 2x2 / stride 2
+          max pooling, with or without a ReLU in between, runs as one step
+          (conv, pool) or (conv, pool, relu): ``Conv2D.forward_pooled``
+          convolves and pools a few images at a time while the convolution's
+          output is still in the CPU cache (``functional/conv_pool.py``).
+
+        Every other layer is a step of its own.
         """
         layers = self.layers[:stop]
         plan: list[tuple[Layer, ...]] = []
         index = 0
         while index < len(layers):
             layer = layers[index]
-            following = layers[index + 1] if index + 1 < len(layers) else None
-            if type(layer) is ReLU and isinstance(following, MaxPool2D):
-                plan.append((following, layer))
-                index += 2
+            following = layers[index + 1 : index + 3]
+            if type(layer) is ReLU and following and isinstance(following[0], MaxPool2D):
+                step: tuple[Layer, ...] = (following[0], layer)
+            elif _poolable_conv(layer) and following and _halving_pool(following[0]):
+                step = (layer, following[0])
+            elif (_poolable_conv(layer) and len(following) == 2 and type(following[0]) is ReLU
+                  and _halving_pool(following[1])):  # fmt: skip
+                step = (layer, following[1], following[0])
             else:
-                plan.append((layer,))
-                index += 1
+                step = (layer,)
+            plan.append(step)
+            index += len(step)
         return plan
 
     def forward_layers(

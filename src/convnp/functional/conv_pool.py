@@ -1,0 +1,127 @@
+"""A convolution followed by 2x2 / stride 2 max pooling, computed chunk by chunk in one pass.
+
+The values and gradients are exactly those of ``conv2d`` then ``max_pool2d(2)``
+(see conv.py and pooling.py for the math). What changes is where the
+full-resolution convolution output lives. Unfused, the convolution writes all
+of it to memory, (N, H_out, W_out, F), and the pooling reads it back; in the
+backward pass the unpooling writes a gradient of that size and the
+convolution's backward reads it back. Here each chunk of a few images is
+convolved and immediately pooled while its output is still in the CPU cache,
+and in the backward pass each chunk's gradient is unpooled into a scratch
+buffer and consumed by the convolution's backward at once, so neither
+full-size array ever exists.
+
+Forward, per chunk:   conv output chunk (scratch) -> 2x2 max pool -> pooled rows and two masks
+Backward, per chunk:  pooled gradient -> unpool (scratch) -> dbias, dweight, dx of the chunk
+
+A NaN in the pooled output falls back to the two separate ops, so that
+PyTorch's NaN rule (``max_pool2d``'s general path) still applies.
+
+Shape:
+    x: (N, C, H, W); weight: (F, C // G, KH, KW); bias: (F,) or None
+    out: (N, F, H_conv // 2, W_conv // 2), H_conv being the convolution's output height
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from convnp.functional.conv import (
+    Conv2dCache,
+    _check_conv_args,
+    _conv_channels_last,
+    conv2d_backward,
+    conv2d_forward,
+    conv_backward_by_chunks,
+)
+from convnp.functional.geometry import IntPair, Padding, conv_geometry, pair
+from convnp.functional.pooling import (
+    PoolCache,
+    halving_pool_chunk,
+    halving_unpool_chunk,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from convnp.functional.workspace import scratch
+
+__all__ = ["conv2d_max_pool2d_forward", "conv2d_max_pool2d_backward", "ConvPoolCache"]
+
+
+@dataclass
+class ConvPoolCache:
+    """The convolution's cache, and the pooling's masks (or, after a NaN, the pooling's own cache)."""
+
+    conv: Conv2dCache
+    right_wins: np.ndarray | None = None  # (N, 2*H_pool, W_pool, F): as in PoolCache
+    bottom_wins: np.ndarray | None = None  # (N, H_pool, W_pool, F)
+    pool: PoolCache | None = None  # set when the two ops ran separately
+
+
+def conv2d_max_pool2d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> tuple[np.ndarray, ConvPoolCache]:
+    """``max_pool2d(conv2d(x, weight, bias, ...), 2)`` without the full-size convolution output.
+
+    Arguments as ``conv2d_forward``. Returns ``(out, cache)``; out is
+    (N, F, H_conv // 2, W_conv // 2), stored channels-last.
+    """
+    _check_conv_args(x, weight, bias, groups)
+    stride = pair(stride, "stride", "conv2d")
+    dilation = pair(dilation, "dilation", "conv2d")
+    n, _, height, width = x.shape
+    filters, _, kh, kw = weight.shape
+    pads, conv_hw = conv_geometry((height, width), (kh, kw), stride, padding, dilation, "conv2d", x.shape)
+    if min(conv_hw) < 2:
+        raise ValueError(f"conv2d_max_pool2d: the convolution output {conv_hw} is smaller than the 2x2 pool")
+    pooled_hw = (conv_hw[0] // 2, conv_hw[1] // 2)
+    x_nhwc = x.transpose(0, 2, 3, 1)
+    out = np.empty((n, *pooled_hw, filters), dtype=x.dtype)
+    right_wins = np.empty((n, 2 * pooled_hw[0], pooled_hw[1], filters), dtype=bool)
+    bottom_wins = np.empty(out.shape, dtype=bool)
+
+    def pool_chunk(first: int, last: int, conv_out: np.ndarray) -> None:
+        halving_pool_chunk(conv_out, out[first:last], right_wins[first:last], bottom_wins[first:last])
+
+    _conv_channels_last(x_nhwc, weight, bias, pads, stride, dilation, groups, conv_hw, epilogue=pool_chunk)
+    conv_cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, conv_hw)
+    if np.isnan(out).any():
+        conv_out, conv_cache = conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+        pooled, pool_cache = max_pool2d_forward(conv_out, 2)
+        return pooled, ConvPoolCache(conv_cache, pool=pool_cache)
+    return out.transpose(0, 3, 1, 2), ConvPoolCache(conv_cache, right_wins, bottom_wins)
+
+
+def conv2d_max_pool2d_backward(
+    dout: np.ndarray, cache: ConvPoolCache, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Gradients of ``conv2d_max_pool2d_forward`` with respect to x, weight and bias.
+
+    Shape: dout (N, F, H_pool, W_pool) -> dx (N, C, H, W) (None with ``input_grad=False``),
+    dweight (F, C/G, KH, KW), dbias (F,) or None.
+    """
+    conv = cache.conv
+    n, filters = conv.x_shape[0], conv.weight.shape[0]
+    expected = (n, filters, conv.out_hw[0] // 2, conv.out_hw[1] // 2)
+    if dout.shape != expected:
+        raise ValueError(f"conv2d_max_pool2d_backward: expected dout of shape {expected}, got {dout.shape}")
+    if cache.pool is not None:
+        return conv2d_backward(max_pool2d_backward(dout, cache.pool), conv, input_grad)
+    dout_nhwc = dout.transpose(0, 2, 3, 1)
+    rows_per_image = conv.out_hw[0] * conv.out_hw[1]
+
+    def unpooled_chunk(first: int, last: int) -> np.ndarray:
+        dconv = scratch("conv-pool unpooled", (last - first, *conv.out_hw, filters), dout.dtype)
+        halving_unpool_chunk(
+            dout_nhwc[first:last], cache.right_wins[first:last], cache.bottom_wins[first:last], dconv
+        )
+        return dconv.reshape((last - first) * rows_per_image, filters)
+
+    return conv_backward_by_chunks(conv, unpooled_chunk, input_grad, dout_built_per_chunk=True)
