@@ -7,9 +7,12 @@ For each network (``mnist_cnn`` 1x28x28, ``lenet5`` 1x28x28, ``convnet_bn``
 3x32x32) both libraries get the same weights. A training step is forward +
 softmax cross-entropy + backward + plain SGD update, in float32. The two
 libraries are timed alternately (convnp, torch, convnp, torch, ...), each
-repeat running for at least ``--seconds`` after a warm-up, and the median of
-the repeats is reported, so machine noise hits both alike. PyTorch gets as
-many threads as NumPy's BLAS has.
+repeat running for at least ``--seconds`` after a warm-up. Each library's
+img/s is the median of its repeats; the ratio is the median of the repeats'
+own ratios (convnp's repeat over the torch repeat right after it), because
+the speed of a shared machine drifts by 10-20% over a minute and adjacent
+repeats see the same drift. The spread of those ratios is printed too.
+PyTorch gets as many threads as NumPy's BLAS has.
 
 Also printed: each library's peak RSS for a batch-256 training step
 (measured in separate child processes, so neither pays for the other's
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -123,15 +127,23 @@ def images_per_second(fn, batch_size: int, min_seconds: float) -> float:
             return count * batch_size / elapsed
 
 
-def interleaved(fns: dict, batch_size: int, repeats: int, min_seconds: float) -> dict[str, float]:
-    """Median img/s of each function, timed in alternation."""
+def interleaved(fns: dict, batch_size: int, repeats: int, min_seconds: float) -> dict[str, list[float]]:
+    """img/s of each function in every repeat, the functions timed in alternation."""
     for fn in fns.values():  # warm-up: allocations, BLAS thread start-up
         images_per_second(fn, batch_size, min_seconds / 4)
     results = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             results[name].append(images_per_second(fn, batch_size, min_seconds))
-    return {name: statistics.median(values) for name, values in results.items()}
+    return results
+
+
+def paired_ratio(mine: list[float], theirs: list[float]) -> tuple[float, float, float]:
+    """Median, lowest and highest of the per-repeat ratios ``mine[i] / theirs[i]``."""
+    if len(mine) != len(theirs) or not mine:
+        raise ValueError(f"paired_ratio: expected two equally long, non-empty lists, got {len(mine)} and {len(theirs)}")
+    ratios = [a / b for a, b in zip(mine, theirs)]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, float]]:
@@ -246,7 +258,7 @@ def print_table(headers: list[str], rows: list[list]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="convnp bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", default=",".join(NETWORKS), help=f"comma-separated, from {list(NETWORKS)}")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement (median)")
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum seconds per repeat")
     parser.add_argument("--quick", action="store_true", help="3 repeats of 0.5 s: a rough look in a minute")
     parser.add_argument("--no-torch", action="store_true", help="time convnp alone")
@@ -277,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"numpy {np.__version__}, BLAS threads {threads}"
           + (f", torch {torch.__version__} with {torch.get_num_threads()} threads" if torch else ""))  # fmt: skip
     print(f"float32 GEMM peak (2048x2048 matmul): {peak:.1f} GFLOP/s")
-    print(f"median of {args.repeats} interleaved repeats of >= {args.seconds:g} s each; img/s, higher is better\n")
+    print(f"median of {args.repeats} interleaved repeats of >= {args.seconds:g} s each; img/s, higher is better;")
+    print("ratio: median of the repeats' convnp/torch ratios (range: lowest-highest)\n")
 
     rows = []
     details = {}
@@ -294,16 +307,19 @@ def main(argv: list[str] | None = None) -> int:
             fns = {"convnp": (convnp_train_step if kind == "train" else convnp_inference)(model, batch)}
             if module is not None:
                 fns["torch"] = (torch_train_step if kind == "train" else torch_inference)(torch, module, batch)
-            speed = interleaved(fns, batch_size, args.repeats, args.seconds)
-            ratio = speed["convnp"] / speed["torch"] if "torch" in speed else float("nan")
-            rows.append([network, label, f"{speed['convnp']:.0f}", f"{speed.get('torch', float('nan')):.0f}",
-                         f"{ratio:.2f}"])  # fmt: skip
+            speeds = interleaved(fns, batch_size, args.repeats, args.seconds)
+            speed = {name: statistics.median(values) for name, values in speeds.items()}
+            ratio, low, high = (math.nan,) * 3
+            if "torch" in speeds:
+                ratio, low, high = paired_ratio(speeds["convnp"], speeds["torch"])
+            rows.append([network, label, f"{speed['convnp']:.0f}", f"{speed.get('torch', math.nan):.0f}",
+                         f"{ratio:.2f}", f"{low:.2f}-{high:.2f}"])  # fmt: skip
             print_partial(rows[-1])
         breakdown = layer_breakdown(model, random_batch(shape, 64))
         details[network] = (breakdown, conv_gflops(model, random_batch(shape, 256)))
 
     print()
-    print_table(["network", "measurement", "convnp img/s", "torch img/s", "ratio"], rows)
+    print_table(["network", "measurement", "convnp img/s", "torch img/s", "ratio", "ratio range"], rows)
 
     if not args.no_rss:
         print("\npeak RSS, batch-256 training step, separate processes:")
@@ -327,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_partial(row: list) -> None:
-    print(f"  {row[0]:<10} {row[1]:<12} convnp {row[2]:>6}  torch {row[3]:>6}  ratio {row[4]}", flush=True)
+    print(f"  {row[0]:<10} {row[1]:<12} convnp {row[2]:>6}  torch {row[3]:>6}  ratio {row[4]} ({row[5]})", flush=True)
 
 
 if __name__ == "__main__":

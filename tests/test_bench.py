@@ -1,0 +1,40 @@
+"""The benchmark's bookkeeping: alternation of the timed functions and the paired ratio."""
+
+import math
+
+import pytest
+
+from convnp import bench
+
+
+def test_interleaved_alternates_and_returns_every_repeat():
+    calls = []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    speeds = bench.interleaved(fns, batch_size=4, repeats=3, min_seconds=0.0)
+    assert set(speeds) == {"a", "b"}
+    assert [len(values) for values in speeds.values()] == [3, 3]
+    assert all(value > 0 for values in speeds.values() for value in values)
+    # one warm-up call each, then a, b, a, b, a, b (min_seconds=0: one call per repeat)
+    assert calls == ["a", "b"] + ["a", "b"] * 3
+
+
+def test_paired_ratio_is_the_median_of_per_repeat_ratios():
+    mine = [300.0, 220.0, 310.0, 420.0, 520.0]
+    theirs = [100.0, 200.0, 300.0, 400.0, 500.0]
+    median, low, high = bench.paired_ratio(mine, theirs)
+    # per repeat: 3.0, 1.1, 1.0333, 1.05, 1.04 (the ratio of the medians would be 310 / 300)
+    assert median == pytest.approx(1.05)
+    assert low == pytest.approx(310 / 300)
+    assert high == pytest.approx(3.0)
+    # a common drift of both libraries cancels in every pair
+    assert bench.paired_ratio([600.0, 300.0, 200.0], [300.0, 150.0, 100.0]) == (2.0, 2.0, 2.0)
+
+
+@pytest.mark.parametrize("mine, theirs", [([], []), ([1.0], [1.0, 2.0])])
+def test_paired_ratio_rejects_unpaired_lists(mine, theirs):
+    with pytest.raises(ValueError, match="paired_ratio"):
+        bench.paired_ratio(mine, theirs)
+
+
+def test_paired_ratio_is_finite_for_positive_speeds():
+    assert math.isfinite(bench.paired_ratio([1e-3], [1e3])[0])
