@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from convnp.functional import naive
 from convnp.functional.pooling import (
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -190,3 +191,34 @@ def test_global_avg_pool_matches_torch(shape):
     out_t.backward(torch.tensor(dout))
     np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-10)
     np.testing.assert_allclose(global_avg_pool2d_backward(dout, cache), x_t.grad.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 2, 2), (2, 3, 7, 9), (3, 2, 6, 5), (1, 4, 2, 3), (2, 5, 8, 8)])
+def test_avg_pool_halving_path_matches_naive_and_torch(shape):
+    """2x2 / stride 2 average pooling: the broadcast backward, odd edges included."""
+    rng = np.random.default_rng(shape[-1] * 10 + shape[-2])
+    x = rng.standard_normal(shape)
+    out, cache = avg_pool2d_forward(x, 2)
+    dout = rng.standard_normal(out.shape)
+    dx = avg_pool2d_backward(dout, cache)
+    out_ref, cache_ref = naive.avg_pool2d_forward(x, 2)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, naive.avg_pool2d_backward(dout, cache_ref), rtol=1e-12, atol=1e-14)
+    if shape[2] % 2:
+        assert not dx[:, :, -1, :].any()  # the odd last row is in no window
+    numeric = numerical_gradient(lambda: float(np.sum(avg_pool2d_forward(x, 2)[0] * dout)), x)
+    assert relative_error(dx, numeric) < 1e-7
+    torch = pytest.importorskip("torch")
+    x_t = torch.tensor(x, requires_grad=True)
+    out_t = torch.nn.functional.avg_pool2d(x_t, 2)
+    out_t.backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_avg_pool_halving_backward_keeps_float32_and_fills_every_element():
+    x = np.ones((2, 3, 6, 4), dtype=np.float32)
+    out, cache = avg_pool2d_forward(x, 2)
+    dx = avg_pool2d_backward(np.full(out.shape, 8.0, dtype=np.float32), cache)
+    assert dx.dtype == np.float32 and dx.shape == x.shape
+    np.testing.assert_array_equal(dx, np.full(x.shape, 2.0, dtype=np.float32))

@@ -258,8 +258,28 @@ def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """
     _check_dout(dout, cache, "avg_pool2d_backward")
     kh, kw = cache.kernel_size
+    if _is_halving(cache):
+        return _avg_unpool_halving(dout.transpose(0, 2, 3, 1), cache).transpose(0, 3, 1, 2)
     dout_share = dout.transpose(0, 2, 3, 1) / dout.dtype.type(kh * kw)
     return _scatter_windows(lambda p, q: dout_share, cache)
+
+
+def _avg_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """The 2x2 / stride 2 average-pool backward as one broadcast product: no zeroed buffer, no scatter.
+
+    The windows tile the input, so every input (but an odd last row or
+    column, which no window covers) receives exactly one window's dout / 4.
+
+    Shape: dout (N, H_out, W_out, C) -> dx (N, H, W, C).
+    """
+    n, channels, height, width = cache.x_shape
+    h_out, w_out = cache.out_hw
+    dx = np.empty((n, height, width, channels), dtype=dout_nhwc.dtype)
+    if height != 2 * h_out or width != 2 * w_out:
+        dx.fill(0)  # odd edges get no gradient
+    windows = dx[:, : 2 * h_out, : 2 * w_out, :].reshape(n, h_out, 2, w_out, 2, channels)  # a view
+    np.multiply(dout_nhwc[:, :, None, :, None, :], dout_nhwc.dtype.type(0.25), out=windows)
+    return dx
 
 def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Mean over the spatial axes. Shape: x (N, C, H, W) -> out (N, C)."""
