@@ -447,7 +447,10 @@ def test_export_without_to_onnx(trained_run, tmp_path, monkeypatch, capsys):
 
 
 def test_bench_simple_fallback(monkeypatch, capsys):
+    import convnp
+
     monkeypatch.setitem(sys.modules, "convnp.bench", None)  # as if convnp.bench did not exist
+    monkeypatch.delattr(convnp, "bench", raising=False)  # (an earlier test may have imported it)
     assert cli.main(["bench", "--batch-size", "4", "--steps", "1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"batch 4: training [\d,]+ img/s, inference [\d,]+ img/s", out), out
