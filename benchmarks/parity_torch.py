@@ -6,7 +6,12 @@
 1. float64: the per-step training losses of the first ``--steps`` steps must
    agree to 1e-8 (relative) between convnp and PyTorch.
 2. float32: after one epoch on Fashion-MNIST (``--dataset``), the two models'
-   test accuracies must differ by less than 0.3 percentage points.
+   test accuracies, averaged over ``--float32-runs`` runs (seeds ``--seed``,
+   ``--seed`` + 1, ...: other initial weights and batch orders), must differ by
+   less than 0.3 percentage points. One run alone is too noisy for that bound:
+   float32 rounding makes two identical trainings drift apart, and PyTorch's own
+   one-epoch accuracy for seed 0 moved by 0.30 points between two CPUs (87.55%
+   on an Intel Skylake-X VM, 87.85% on an AMD EPYC VM).
 
 The network is ``convnet_bn`` without dropout (dropout draws different random
 masks in the two libraries; batch norm is deterministic and stays in), moved to
@@ -101,18 +106,22 @@ def float64_check(x, y, args) -> bool:
 
 
 def float32_check(x, y, x_test, y_test, args) -> bool:
-    model, module, torch = make_pair(x.shape[1:], "float32", args.seed)
-    optimizers = make_optimizers(args.optimizer, model, module, torch, args.lr)
-    start = time.perf_counter()
-    for indices in batches(len(x), args.batch_size, args.seed):
-        train_both(model, module, torch, optimizers, x, y, indices)
-    seconds = time.perf_counter() - start
-    mine = model.evaluate(x_test, y_test)["accuracy"]
-    theirs = torch_accuracy(module, torch, x_test, y_test)
+    runs = []
+    for seed in range(args.seed, args.seed + args.float32_runs):
+        model, module, torch = make_pair(x.shape[1:], "float32", seed)
+        optimizers = make_optimizers(args.optimizer, model, module, torch, args.lr)
+        start = time.perf_counter()
+        for indices in batches(len(x), args.batch_size, seed):
+            train_both(model, module, torch, optimizers, x, y, indices)
+        seconds = time.perf_counter() - start
+        runs.append((model.evaluate(x_test, y_test)["accuracy"], torch_accuracy(module, torch, x_test, y_test)))
+        print(f"float32, one epoch of {args.dataset} ({len(x):,} images, {seconds:.0f} s for both libraries), "
+              f"seed {seed}: test accuracy convnp {runs[-1][0]:.4f}, torch {runs[-1][1]:.4f}")  # fmt: skip
+    mine = float(np.mean([run[0] for run in runs]))
+    theirs = float(np.mean([run[1] for run in runs]))
     gap = abs(mine - theirs) * 100
     passed = gap < 0.3
-    print(f"float32, one epoch of {args.dataset} ({len(x):,} images, {seconds:.0f} s for both libraries):")
-    print(f"  test accuracy  convnp {mine:.4f}   torch {theirs:.4f}   gap {gap:.2f} points -> "
+    print(f"  mean over {len(runs)} runs  convnp {mine:.4f}   torch {theirs:.4f}   gap {gap:.2f} points -> "
           f"{'PASS' if passed else 'FAIL'} (< 0.3)")  # fmt: skip
     return passed
 
@@ -126,6 +135,7 @@ def main(argv=None) -> int:
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--float32-runs", type=int, default=3, help="one-epoch float32 runs averaged (seeds)")
     parser.add_argument("--skip-float32", action="store_true", help="only the float64 loss check")
     args = parser.parse_args(argv)
 
