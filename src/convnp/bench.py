@@ -152,8 +152,7 @@ def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, floa
     Steps that run together show up as one row: "MaxPool2D -> ReLU" (a ReLU
     run after its max pooling), "Conv2D -> MaxPool2D -> ReLU" (a convolution
     and its 2x2 max pooling computed in one pass). The batch runs as one
-    piece, each op splitting it across cores, so the rows add up to a step of
-    a model with batch norm or dropout; a model without them trains in whole-
+    piece, each op splitting it across cores; a real training step runs whole-
     pass shards (``Sequential.train_pass``), which this view does not separate.
     """
     from convnp.functional.losses import softmax_cross_entropy

@@ -81,3 +81,21 @@ def test_other_bad_inputs():
     _, cache = dropout_forward(np.ones((2, 3)), 0.5, True, rng=0)
     with pytest.raises(ValueError, match="dropout_backward.*dout"):
         dropout_backward(np.ones((2, 1)), cache)
+
+
+def test_a_mask_drawn_beforehand_replaces_the_draw():
+    from convnp.functional.dropout import draw_keep
+
+    x = np.random.default_rng(0).standard_normal((6, 3, 4, 5))
+    keep = draw_keep(x.shape, 0.4, rng=7)
+    out, mask = dropout_forward(x, 0.4, True, rng=None, keep=keep)
+    expected, expected_mask = dropout_forward(x, 0.4, True, rng=7)  # the same draw
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(mask, expected_mask)
+    # A shard takes its rows of the whole batch's draw.
+    part, _ = dropout_forward(x[2:5], 0.4, True, keep=keep[2:5])
+    np.testing.assert_array_equal(part, expected[2:5])
+    with pytest.raises(ValueError, match="dropout_forward: keep must be a bool array"):
+        dropout_forward(x, 0.4, True, keep=keep[:2])
+    with pytest.raises(ValueError, match="dropout_forward: keep must be a bool array"):
+        dropout_forward(x, 0.4, True, keep=keep.astype(np.float64))

@@ -371,3 +371,46 @@ def test_layer_norm_bad_inputs():
     _, cache = layer_norm_forward(x, weight, bias)
     with pytest.raises(ValueError, match="layer_norm_backward.*dout"):
         layer_norm_backward(dout[:, :1], cache)
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 4, 5), (7, 6)])
+@pytest.mark.parametrize("cut", ["halves", "uneven"])
+def test_batch_norm_shards_with_reduce_equal_the_whole_batch(shape, cut):
+    """Each shard normalises its rows with the whole batch's statistics (``reduce``); dx matches the
+    whole batch's, the shards' dweight/dbias add up to the whole batch's, the running statistics move once."""
+    import threading
+
+    from convnp.nn.shards import ShardGroup
+
+    n = shape[0]
+    bounds = [0, n // 2, n] if cut == "halves" else [0, 1, n - 2, n]
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape) * 2 + 1
+    dout = rng.standard_normal(shape)
+    weight, bias = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    mean_ref, var_ref = np.zeros(shape[1]), np.ones(shape[1])
+    out_ref, cache_ref = batch_norm_forward(x, weight, bias, mean_ref, var_ref, training=True)
+    dx_ref, dweight_ref, dbias_ref = batch_norm_backward(dout, cache_ref)
+
+    group = ShardGroup(bounds)
+    running = (np.zeros(shape[1]), np.ones(shape[1]))
+    results = [None] * group.count
+
+    def shard(index):
+        context = group.context(index)
+        rows = slice(context.start, context.stop)
+        stats = running if index == 0 else (None, None)
+        out, cache = batch_norm_forward(x[rows], weight, bias, *stats, training=True, reduce=context.sum)
+        results[index] = (out, *batch_norm_backward(dout[rows], cache))
+
+    workers = [threading.Thread(target=shard, args=(i,)) for i in range(group.count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    np.testing.assert_allclose(np.concatenate([r[0] for r in results]), out_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.concatenate([r[1] for r in results]), dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sum(r[2] for r in results), dweight_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sum(r[3] for r in results), dbias_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(running[0], mean_ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(running[1], var_ref, rtol=1e-12)

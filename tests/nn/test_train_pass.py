@@ -6,6 +6,7 @@ import pytest
 from convnp.functional import threads
 from convnp.functional.losses import softmax_cross_entropy
 from convnp.nn import (
+    BatchNorm1D,
     BatchNorm2D,
     Conv2D,
     Dense,
@@ -17,6 +18,7 @@ from convnp.nn import (
     Sequential,
     Softmax,
 )
+from convnp.nn.layer import Layer
 
 
 @pytest.fixture
@@ -89,8 +91,9 @@ def test_a_fused_activation_and_a_stop_before_a_final_softmax(shards):
     assert_same_pass(sharded_pass(model, x, y, stop=-1), expected)
 
 
-def test_float32_shards_agree_with_the_whole_batch(shards):
-    model = small_cnn().astype("float32")
+@pytest.mark.parametrize("network", ["independent", "batch_norm"])
+def test_float32_shards_agree_with_the_whole_batch(shards, network):
+    model = (small_cnn() if network == "independent" else coupled_cnn(dropout_p=0.0)).astype("float32")
     x, y = batch(16)
     x = x.astype(np.float32)
     expected = textbook_pass(model, x, y)
@@ -108,22 +111,94 @@ def test_sharded_passes_are_reproducible(shards):
         np.testing.assert_array_equal(first[2][name], second[2][name])
 
 
-@pytest.mark.parametrize("coupling", [BatchNorm2D, lambda: Dropout(0.3, rng=0)], ids=["batch_norm", "dropout"])
-def test_batch_norm_and_dropout_models_run_the_whole_batch(shards, coupling):
-    """Batch statistics and one random stream need the whole batch: no shards, identical results."""
+def coupled_cnn(dropout_p=0.3):
+    """Batch norm (2-D and 1-D) and dropout: layers that need the whole batch."""
+    layers = [Conv2D(4, 3, padding=1), BatchNorm2D(), ReLU(), MaxPool2D(2), Dropout(dropout_p, rng=5), Flatten(),
+              Dense(6, use_bias=False), BatchNorm1D(), ReLU(), Dropout(dropout_p, rng=6), Dense(3)]  # fmt: skip
+    return Sequential(layers, input_shape=(2, 8, 7), dtype="float64", seed=0)
+
+
+@pytest.mark.parametrize("count", [2, 3])  # 3 shards of 8 samples are uneven
+def test_batch_norm_and_dropout_exchange_across_shards(shards, count):
+    """Whole-batch statistics, one mask draw for the whole batch, running statistics moved once."""
+    x, y = batch(8)
+    reference = coupled_cnn()
+    expected = textbook_pass(reference, x, y)
+    model = coupled_cnn()
+    shards(count)
+    assert_same_pass(sharded_pass(model, x, y), expected)
+    assert all(layer.cache is None and layer.shard is None for layer in model.layers)  # the shards ran on copies
+    for key, value in reference.state_dict().items():  # running statistics included
+        np.testing.assert_allclose(model.state_dict()[key], value, rtol=1e-13, atol=1e-15, err_msg=key)
+    # Both dropout generators advanced by exactly one whole-batch draw.
+    for index in (4, 9):
+        assert model.layers[index].rng.random() == reference.layers[index].rng.random()
+
+
+class BatchMean(Layer):
+    """Subtracts the batch mean: needs the whole batch and cannot exchange (not shard-aware)."""
+
+    batch_independent = False
+
+    def _build(self, input_shape, rng):
+        return input_shape
+
+    def forward(self, x, training=False):
+        self.cache = True
+        return x - x.mean(axis=0)
+
+    def backward(self, dout):
+        return dout - dout.mean(axis=0)
+
+
+def test_a_layer_that_cannot_exchange_runs_the_whole_batch(shards):
     def build():
-        layers = [Conv2D(4, 3, padding=1), coupling(), ReLU(), Flatten(), Dense(3)]
-        return Sequential(layers, input_shape=(2, 8, 7), dtype="float64", seed=0)
+        return Sequential([Conv2D(4, 3, padding=1), BatchMean(), ReLU(), Flatten(), Dense(3)],
+                          input_shape=(2, 8, 7), dtype="float64", seed=0)  # fmt: skip
 
     x, y = batch(8)
-    shards(2)
-    reference = build()
-    expected = textbook_pass(reference, x, y)
+    expected = textbook_pass(build(), x, y)
     model = build()
+    shards(2)
     assert_same_pass(sharded_pass(model, x, y), expected, rtol=0)
-    assert model.layers[0].cache is not None  # the model's own layers ran
-    for key, value in reference.state_dict().items():  # running statistics included
-        np.testing.assert_array_equal(model.state_dict()[key], value)
+    assert model.layers[1].cache is True  # the model's own layers ran, on the whole batch
+
+
+def test_a_non_finite_loss_in_one_shard_stops_every_shard(shards):
+    """The shards agree before the backward pass, whose batch-norm exchanges need them all."""
+    model = coupled_cnn()
+    x, y = batch(8)
+    y[:] = 0
+    y[6] = 1  # only in the second shard
+
+    def loss_fn(outputs, targets):
+        loss, dlogits = softmax_cross_entropy(outputs, targets)
+        return (float("inf") if (targets == 1).any() else loss), dlogits
+
+    shards(2)
+    loss, _ = model.train_pass(x, y, loss_fn)
+    assert not np.isfinite(loss)
+    assert all(param.grad is None for param in model.parameters())
+
+
+@pytest.mark.parametrize("failing_shard", [0, 1])
+def test_an_error_in_one_shard_is_raised_and_frees_the_others(shards, failing_shard):
+    model = coupled_cnn()
+    x, y = batch(8)
+    y[:] = 0
+    y[2 if failing_shard == 0 else 6] = 1
+
+    def loss_fn(outputs, targets):
+        if (targets == 1).any():
+            raise RuntimeError("a loss that fails")
+        return softmax_cross_entropy(outputs, targets)
+
+    shards(2)
+    with pytest.raises(RuntimeError, match="a loss that fails"):
+        model.train_pass(x, y, loss_fn)
+    # Nothing is left waiting: the next pass runs normally.
+    loss, _ = model.train_pass(x, np.zeros(8, dtype=np.int64), softmax_cross_entropy)
+    assert np.isfinite(loss)
 
 
 def test_no_gradient_is_stored_when_the_loss_is_not_finite(shards):

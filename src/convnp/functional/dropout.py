@@ -13,7 +13,7 @@ import numpy as np
 
 from convnp.functional.checks import float_array
 
-__all__ = ["dropout_forward", "dropout_backward"]
+__all__ = ["dropout_forward", "dropout_backward", "draw_keep"]
 
 
 def dropout_forward(
@@ -21,6 +21,7 @@ def dropout_forward(
     p: float,
     training: bool,
     rng: np.random.Generator | int | None = None,
+    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Zero each element with probability ``p`` and scale the survivors by 1 / (1 - p).
 
@@ -29,7 +30,9 @@ def dropout_forward(
 
     Identity (no random numbers drawn) when ``training`` is False or p == 0.
     ``rng`` is a ``numpy.random.Generator`` (advanced by the draw), a seed, or
-    None for fresh entropy; the same seed gives the same mask.
+    None for fresh entropy; the same seed gives the same mask. ``keep``, a
+    boolean array of x's shape drawn beforehand (``draw_keep``), replaces the
+    draw: a shard of a batch uses its part of the whole batch's draw.
 
     Shape:
         x: any; out: same as x
@@ -39,17 +42,25 @@ def dropout_forward(
         raise ValueError(f"dropout_forward: p must be a number in [0, 1), got {p!r}")
     if not training or p == 0:
         return x, None
+    if keep is None:
+        keep = draw_keep(x.shape, p, rng)
+    elif keep.shape != x.shape or keep.dtype != np.bool_:
+        raise ValueError(f"dropout_forward: keep must be a bool array of x's shape {x.shape}, got "
+                         f"{keep.dtype} {keep.shape}")  # fmt: skip
+    mask = keep * x.dtype.type(1 / (1 - p))  # entries 0 or 1 / (1 - p), in x's dtype
+    return x * mask, mask
+
+
+def draw_keep(shape: tuple[int, ...], p: float, rng: np.random.Generator | int | None = None) -> np.ndarray:
+    """Which elements dropout keeps: True with probability 1 - p. Shape: ``shape``."""
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     # Uniform draws in float64 whatever x's dtype, so one seed gives one mask
     # in float32 and float64 alike; P(u >= p) = 1 - p. Image batches are drawn in
     # channels-last order, the memory order of convnp's feature maps, so that
     # the mask and the output keep that layout.
-    if x.ndim == 4:
-        keep = (generator.random((x.shape[0], x.shape[2], x.shape[3], x.shape[1])) >= p).transpose(0, 3, 1, 2)
-    else:
-        keep = generator.random(x.shape) >= p
-    mask = keep * x.dtype.type(1 / (1 - p))  # entries 0 or 1 / (1 - p), in x's dtype
-    return x * mask, mask
+    if len(shape) == 4:
+        return (generator.random((shape[0], shape[2], shape[3], shape[1])) >= p).transpose(0, 3, 1, 2)
+    return generator.random(shape) >= p
 
 
 def dropout_backward(dout: np.ndarray, cache: np.ndarray | None) -> np.ndarray:

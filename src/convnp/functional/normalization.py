@@ -21,6 +21,8 @@ nothing turns into NaN.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from convnp.functional.checks import check_dout, float_array
@@ -109,6 +111,7 @@ def batch_norm_forward(
     training: bool,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Batch normalisation over the batch (and spatial) axes, per channel.
 
@@ -134,6 +137,10 @@ def batch_norm_forward(
 
     Raises ``ValueError`` in training when a channel has a single value (no
     variance to estimate), as PyTorch does.
+
+    ``reduce`` is for x being one shard of a larger batch (``convnp/nn/shards.py``):
+    it returns the sum of an array over all shards, so that the statistics are
+    the whole batch's. The backward pass then uses it too.
     """
     owner = "batch_norm_forward"
     x = _check_x(x, owner)
@@ -156,9 +163,13 @@ def batch_norm_forward(
     # channels-last (rows, C) matrix: a free view of channels-last memory (what
     # convnp's convolutions produce), where each pass runs over long rows.
     x_rows = _channel_rows(x)  # (N*H*W, C)
-    count = x_rows.shape[0]  # m = N * H * W values per channel
-    slices = _RowSlices(x.shape)
     use_batch_stats = training or running_mean is None
+    if reduce is None or not use_batch_stats:
+        reduce = None
+        count = x_rows.shape[0]  # m = N * H * W values per channel
+    else:
+        count = int(reduce(np.array(x_rows.shape[0], dtype=np.int64)))  # the whole batch's m
+    slices = _RowSlices(x.shape, reduce)
     if use_batch_stats:
         if training and count < 2:
             raise ValueError(
@@ -205,6 +216,8 @@ def batch_norm_forward(
         "has_bias": bias is not None,
         "batch_stats": use_batch_stats,
         "shape": x.shape,
+        "count": count,
+        "reduce": reduce,
     }
     return _from_channel_rows(out, x.shape), cache
 
@@ -212,10 +225,12 @@ def batch_norm_forward(
 class _RowSlices:
     """Run per-row work of an (N*H*W, C) matrix in batch slices on several cores.
 
-    Column sums are summed slice by slice in a fixed order (reproducible).
+    Column sums are summed slice by slice in a fixed order (reproducible), then,
+    with a ``reduce``, over the shards of the batch (in shard order).
     """
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.reduce = reduce
         self.batch = shape[0]
         self.rows_per_sample = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
         self.elements = int(np.prod(shape, dtype=np.int64))
@@ -227,11 +242,18 @@ class _RowSlices:
         return parallel_over_batch(self.batch, self.elements, lambda start, stop: fn(self._rows(start, stop)))
 
     def summed(self, fn) -> np.ndarray:
+        return self.reduced(self.local_sum(fn))
+
+    def local_sum(self, fn) -> np.ndarray:
+        """The sum over this array's own slices (this shard's part)."""
         parts = self.run(fn)
         total = parts[0]
         for part in parts[1:]:
             total = total + part
         return total
+
+    def reduced(self, local: np.ndarray) -> np.ndarray:
+        return local if self.reduce is None else self.reduce(local)
 
 
 def _channel_rows(x: np.ndarray) -> np.ndarray:
@@ -261,15 +283,21 @@ def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
 
     Shape:
         dout, dx: same as x; dweight, dbias: (C,)
+
+    For one shard of a batch (``reduce`` given to the forward pass), dx uses
+    the whole batch's sums, while dweight and dbias are this shard's parts of
+    them: the sum over the shards is the batch's gradient, as for every other
+    parameter of a sharded pass.
     """
     x_hat, inv_std, weight = cache["x_hat"], cache["inv_std"], cache["weight"]
     dout = check_dout(dout, cache["shape"], "batch_norm_backward")
     dout_rows = _channel_rows(dout)  # (N*H*W, C), a view when dout is channels-last
-    count = x_hat.shape[0]
-    slices = _RowSlices(cache["shape"])
-    sums = slices.summed(
+    count = cache["count"]
+    slices = _RowSlices(cache["shape"], cache["reduce"])
+    local_sums = slices.local_sum(
         lambda rows: np.stack([column_sum(dout_rows[rows]), np.einsum("ij,ij->j", dout_rows[rows], x_hat[rows])])
     )
+    sums = slices.reduced(local_sums)  # the whole batch's sums
     dbias, dweight = sums[0], sums[1]  # (C,) each: sum of dout, sum of dout * x_hat
     scale = inv_std if weight is None else weight * inv_std
     dx = np.empty(dout_rows.shape, dtype=dout.dtype)
@@ -286,6 +314,7 @@ def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
             np.multiply(dout_rows[rows], scale, out=dx[rows])
 
     slices.run(input_grad)
+    dbias, dweight = local_sums[0], local_sums[1]  # this shard's parts (the whole batch's without shards)
     return (
         _from_channel_rows(dx, cache["shape"]),
         None if weight is None else dweight,

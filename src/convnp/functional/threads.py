@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel_over_batch", "single_threaded_blas"]
+__all__ = ["get_num_threads", "set_num_threads", "parallel_over_batch", "slice_bounds", "single_threaded_blas"]
 
 T = TypeVar("T")
 
@@ -181,6 +181,18 @@ class single_threaded_blas:
                     _blas_threads().set(cls._previous)
 
 
+def slice_bounds(batch: int, elements: int) -> list[int]:
+    """Where ``parallel_over_batch`` cuts a batch: slice i is ``bounds[i]:bounds[i + 1]``.
+
+    One slice (``[0, batch]``) for small ops, for calls made from inside a
+    slice, and when splitting is off.
+    """
+    threads = min(get_num_threads(), batch)
+    if threads <= 1 or elements < MIN_ELEMENTS or getattr(_inside, "active", False):
+        return [0, batch]
+    return [batch * i // threads for i in range(threads + 1)]
+
+
 def parallel_over_batch(batch: int, elements: int, fn: Callable[[int, int], T]) -> list[T]:
     """Call ``fn(start, stop)`` on contiguous slices covering ``range(batch)``; return the results in order.
 
@@ -188,10 +200,10 @@ def parallel_over_batch(batch: int, elements: int, fn: Callable[[int, int], T]) 
     slice, run in one piece on the calling thread. ``fn`` must write only to
     its own slice of any shared output.
     """
-    threads = min(get_num_threads(), batch)
-    if threads <= 1 or elements < MIN_ELEMENTS or getattr(_inside, "active", False):
+    bounds = slice_bounds(batch, elements)
+    threads = len(bounds) - 1
+    if threads == 1:
         return [fn(0, batch)]
-    bounds = [batch * i // threads for i in range(threads + 1)]
     with single_threaded_blas():
         executor = _get_executor(threads - 1)
         futures = [executor.submit(_run_inside, fn, bounds[i], bounds[i + 1]) for i in range(1, threads)]

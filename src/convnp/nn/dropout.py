@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from convnp._random import as_generator
-from convnp.functional.dropout import dropout_backward, dropout_forward
+from convnp.functional.dropout import draw_keep, dropout_backward, dropout_forward
 from convnp.nn.layer import Layer
 
 __all__ = ["Dropout"]
@@ -27,6 +27,7 @@ class Dropout(Layer):
     """
 
     batch_independent = False  # one random stream draws the masks of the whole batch, in order
+    shard_aware = True  # in a sharded pass the first shard draws the whole batch's mask (nn/shards.py)
 
     def __init__(self, p: float = 0.5, rng: np.random.Generator | int | None = None) -> None:
         super().__init__()
@@ -39,7 +40,12 @@ class Dropout(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self.check_input(x)
-        out, mask = dropout_forward(x, self.p, training, self.rng)
+        keep = None
+        if training and self.p > 0 and self.shard is not None:
+            # The whole batch's draw, so that a seed gives the masks of an unsharded pass.
+            shard, whole = self.shard, (self.shard.batch, *x.shape[1:])
+            keep = shard.from_first(lambda: draw_keep(whole, self.p, self.rng))[shard.start : shard.stop]
+        out, mask = dropout_forward(x, self.p, training, self.rng, keep=keep)
         # Wrapped so the cache is set even in identity mode, where the mask is None
         # (check_grad reads a None cache as "no forward pass yet").
         self.cache = {"mask": mask}

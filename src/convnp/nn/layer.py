@@ -63,6 +63,12 @@ class Layer:
     #: Batch norm (statistics over the batch) and dropout (one random stream for the
     #: whole batch) set it to False.
     batch_independent: bool = True
+    #: Whether a layer that is not batch-independent can still run in shards, by
+    #: exchanging what it needs through ``self.shard`` (``convnp/nn/shards.py``):
+    #: batch norm and dropout can.
+    shard_aware: bool = False
+    #: Set on the twins of a sharded training pass: this shard's ``ShardContext``.
+    shard = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

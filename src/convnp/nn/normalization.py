@@ -62,6 +62,7 @@ class _BatchNorm(_Normalization):
 
     buffer_names = ("running_mean", "running_var")
     batch_independent = False  # training mode normalises with statistics of the whole batch
+    shard_aware = True  # in a sharded pass the shards add up their sums (nn/shards.py)
     sample_ndim = 1
     layout = "(C,)"
     other = ""
@@ -100,15 +101,20 @@ class _BatchNorm(_Normalization):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self.check_input(x)
+        shard = self.shard if training else None
+        # In a sharded pass every shard normalises with the whole batch's statistics;
+        # the first shard alone moves the running statistics (once per batch).
+        keeps_running_stats = shard is None or shard.index == 0
         out, self.cache = batch_norm_forward(
             x,
             self.weight.data,
             self.bias.data,
-            self.running_mean,
-            self.running_var,
+            self.running_mean if keeps_running_stats else None,
+            self.running_var if keeps_running_stats else None,
             training=training,
             momentum=self.momentum,
             eps=self.eps,
+            reduce=None if shard is None else shard.sum,
         )
         return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
@@ -10,12 +11,13 @@ from typing import TypeVar
 import numpy as np
 
 from convnp._random import as_generator
-from convnp.functional.threads import parallel_over_batch, single_threaded_blas
+from convnp.functional.threads import parallel_over_batch, single_threaded_blas, slice_bounds
 from convnp.nn.activations import ReLU
 from convnp.nn.conv import Conv2D
 from convnp.nn.layer import Layer, shape_mismatch
 from convnp.nn.parameter import Parameter
 from convnp.nn.pooling import MaxPool2D
+from convnp.nn.shards import ShardContext, ShardGroup
 
 # Keys PyTorch keeps in a state_dict that convnp does not need.
 _IGNORED_KEY_SUFFIXES = ("num_batches_tracked",)
@@ -78,21 +80,46 @@ def _halving_pool(layer: Layer) -> bool:
     return tuple(layer.output_shape[1:]) == (height // 2, width // 2)
 
 
-def _in_shards(plan: Plan, batch: int, run_shard: Callable[[Plan, int, int], T]) -> list[T]:
+def _in_shards(plan: Plan, batch: int, run_shard: Callable[[Plan, int, int], T], exchanges: bool = False) -> list[T]:
     """``run_shard(twins, start, end)`` on one contiguous shard of the batch per core, each with its own twins.
 
     The twins are ``shard_copy``s of the plan's layers: shared weights, their own caches.
+    With ``exchanges``, each shard's twins get its ``ShardContext`` (``Layer.shard``)
+    for what batch norm and dropout share across shards (``convnp/nn/shards.py``).
     """
     layers = [layer for step in plan for layer in step]
     # The work of a pass grows with the values it computes: every layer's output.
     work = batch * sum(math.prod(layer.output_shape) for layer in layers)
+    bounds = slice_bounds(batch, work)
+    group = ShardGroup(bounds) if exchanges and len(bounds) > 2 else None
 
     def shard(start: int, end: int) -> T:
         twins = [tuple(layer.shard_copy() for layer in step) for step in plan]
-        return run_shard(twins, start, end)
+        if group is None:
+            return run_shard(twins, start, end)
+        context = group.context(bounds.index(start))
+        for step in twins:
+            for twin in step:
+                _set_shard(twin, context)
+        try:
+            return run_shard(twins, start, end)
+        except threading.BrokenBarrierError:
+            return None  # another shard failed: its own exception is the one raised
+        except BaseException:
+            group.abort()  # release the other shards from the barrier
+            raise
 
     with single_threaded_blas():
-        return parallel_over_batch(batch, work, shard)
+        results = parallel_over_batch(batch, work, shard)
+    return results
+
+
+def _set_shard(layer: Layer, context: ShardContext) -> None:
+    layer.shard = context
+    for attr in layer.sublayer_names:
+        sublayer = getattr(layer, attr, None)
+        if sublayer is not None:
+            _set_shard(sublayer, context)
 
 
 def _drop_caches(layer: Layer) -> None:
@@ -106,6 +133,13 @@ def _drop_caches(layer: Layer) -> None:
 def _batch_independent(layer: Layer) -> bool:
     sublayers = [getattr(layer, attr, None) for attr in layer.sublayer_names]
     return layer.batch_independent and all(sub is None or _batch_independent(sub) for sub in sublayers)
+
+
+def _shardable(layer: Layer) -> bool:
+    """Whether a training pass can run this layer in shards: it treats samples alone or exchanges the rest."""
+    sublayers = [getattr(layer, attr, None) for attr in layer.sublayer_names]
+    own = layer.batch_independent or layer.shard_aware
+    return own and all(sub is None or _shardable(sub) for sub in sublayers)
 
 
 class Sequential:
@@ -288,19 +322,20 @@ class Sequential:
         Returns ``(loss, outputs)`` for the whole batch. The input gradient is
         not computed, and when the loss is not finite no gradient is stored.
 
-        When every layer treats samples independently (no batch norm or dropout
-        in the model), the batch is cut into one shard per core and each shard
-        runs the whole pass on its own ``shard_copy`` of the layers: the cores
-        meet once per step instead of once per op. Each shard's loss and
-        gradient are weighted by its share of the batch, so the sum over shards
-        (taken in shard order, hence reproducible) is the gradient of the
-        batch's mean loss. Models with batch norm or dropout run the ordinary
-        pass, in which each op splits the batch by itself.
+        The batch is cut into one shard per core and each shard runs the whole
+        pass on its own ``shard_copy`` of the layers: the cores meet once per
+        step instead of once per op. Each shard's loss and gradient are
+        weighted by its share of the batch, so the sum over shards (taken in
+        shard order, hence reproducible) is the gradient of the batch's mean
+        loss. Batch norm and dropout, which need the whole batch, exchange
+        their sums and masks between the shards (``convnp/nn/shards.py``).
+        A model with a layer that needs the whole batch but cannot exchange
+        runs the ordinary pass, in which each op splits the batch by itself.
         """
         plan = self.execution_plan(stop)
         layers = [layer for step in plan for layer in step]
         batch = len(x)
-        if not all(_batch_independent(layer) for layer in layers):
+        if not all(_shardable(layer) for layer in layers):
             with single_threaded_blas():
                 outputs = _run_forward(plan, x, training=True)
                 loss, dlogits = loss_fn(outputs, targets)
@@ -312,14 +347,18 @@ class Sequential:
             outputs = _run_forward(twins, x[start:end], training=True)
             loss, dlogits = loss_fn(outputs, targets[start:end])
             share = (end - start) / batch
-            if math.isfinite(loss):
+            context = twins[0][0].shard
+            # With exchanges in the backward pass, all shards must agree to run it.
+            finite = math.isfinite(loss) if context is None else context.all_finite(loss)
+            if finite:
                 if share != 1:
                     dlogits = dlogits * dlogits.dtype.type(share)
                 _run_backward(twins, dlogits, input_grad=False)
             grads = [param.grad for step in twins for layer in step for param in layer.parameters()]
             return loss * share, outputs, grads
 
-        shards = _in_shards(plan, batch, run_shard)
+        exchanges = not all(_batch_independent(layer) for layer in layers)
+        shards = _in_shards(plan, batch, run_shard, exchanges=exchanges)
         loss = math.fsum(shard[0] for shard in shards)
         outputs = np.concatenate([shard[1] for shard in shards]) if len(shards) > 1 else shards[0][1]
         if math.isfinite(loss):
