@@ -1,5 +1,7 @@
 """Sequential.train_pass: a batch cut into shards gives the gradients of the whole batch."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -162,6 +164,23 @@ def test_a_layer_that_cannot_exchange_runs_the_whole_batch(shards):
     shards(2)
     assert_same_pass(sharded_pass(model, x, y), expected, rtol=0)
     assert model.layers[1].cache is True  # the model's own layers ran, on the whole batch
+
+
+def test_a_pass_too_small_for_its_exchanges_runs_the_whole_batch(shards, monkeypatch):
+    """Between two meetings of the shards there must be at least MIN_ELEMENTS of work."""
+    x, y = batch(8)
+    model = coupled_cnn()
+    plan_work = sum(math.prod(layer.output_shape) for layer in model.layers) * len(x)
+    exchanges = 4  # two batch norms, two dropouts
+    shards(2)
+    monkeypatch.setattr(threads, "MIN_ELEMENTS", plan_work // (exchanges + 1) + 1)
+    expected = textbook_pass(coupled_cnn(), x, y)
+    assert_same_pass(sharded_pass(model, x, y), expected, rtol=0)
+    assert model.layers[1].cache is not None  # the model's own layers ran, on the whole batch
+    monkeypatch.setattr(threads, "MIN_ELEMENTS", plan_work // (exchanges + 1))
+    model = coupled_cnn()
+    sharded_pass(model, x, y)
+    assert model.layers[1].cache is None  # shards, on copies
 
 
 def test_a_non_finite_loss_in_one_shard_stops_every_shard(shards):

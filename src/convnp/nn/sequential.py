@@ -11,6 +11,7 @@ from typing import TypeVar
 import numpy as np
 
 from convnp._random import as_generator
+from convnp.functional import threads
 from convnp.functional.threads import parallel_over_batch, single_threaded_blas, slice_bounds
 from convnp.nn.activations import ReLU
 from convnp.nn.conv import Conv2D
@@ -87,9 +88,7 @@ def _in_shards(plan: Plan, batch: int, run_shard: Callable[[Plan, int, int], T],
     With ``exchanges``, each shard's twins get its ``ShardContext`` (``Layer.shard``)
     for what batch norm and dropout share across shards (``convnp/nn/shards.py``).
     """
-    layers = [layer for step in plan for layer in step]
-    # The work of a pass grows with the values it computes: every layer's output.
-    work = batch * sum(math.prod(layer.output_shape) for layer in layers)
+    work = _pass_work(plan, batch)
     bounds = slice_bounds(batch, work)
     group = ShardGroup(bounds) if exchanges and len(bounds) > 2 else None
 
@@ -112,6 +111,11 @@ def _in_shards(plan: Plan, batch: int, run_shard: Callable[[Plan, int, int], T],
     with single_threaded_blas():
         results = parallel_over_batch(batch, work, shard)
     return results
+
+
+def _pass_work(plan: Plan, batch: int) -> int:
+    """The size of a pass, which grows with the values it computes: every layer's output."""
+    return batch * sum(math.prod(layer.output_shape) for step in plan for layer in step)
 
 
 def _set_shard(layer: Layer, context: ShardContext) -> None:
@@ -329,13 +333,20 @@ class Sequential:
         shard order, hence reproducible) is the gradient of the batch's mean
         loss. Batch norm and dropout, which need the whole batch, exchange
         their sums and masks between the shards (``convnp/nn/shards.py``).
-        A model with a layer that needs the whole batch but cannot exchange
-        runs the ordinary pass, in which each op splits the batch by itself.
+        A model with a layer that needs the whole batch but cannot exchange,
+        and a pass too small for its exchanges to pay (the shards would meet
+        more often than there is work between meetings: tiny images and
+        batches), run the ordinary pass, in which each op splits the batch by
+        itself when it is big enough.
         """
         plan = self.execution_plan(stop)
         layers = [layer for step in plan for layer in step]
         batch = len(x)
-        if not all(_shardable(layer) for layer in layers):
+        exchanges = sum(not _batch_independent(layer) for layer in layers)
+        # The shards meet at every layer that exchanges: each stretch of work between two
+        # meetings must be worth it, by the rule that decides whether one op is split.
+        worth_meeting = _pass_work(plan, batch) // (exchanges + 1) >= threads.MIN_ELEMENTS
+        if not all(_shardable(layer) for layer in layers) or not worth_meeting:
             with single_threaded_blas():
                 outputs = _run_forward(plan, x, training=True)
                 loss, dlogits = loss_fn(outputs, targets)
@@ -357,8 +368,7 @@ class Sequential:
             grads = [param.grad for step in twins for layer in step for param in layer.parameters()]
             return loss * share, outputs, grads
 
-        exchanges = not all(_batch_independent(layer) for layer in layers)
-        shards = _in_shards(plan, batch, run_shard, exchanges=exchanges)
+        shards = _in_shards(plan, batch, run_shard, exchanges=exchanges > 0)
         loss = math.fsum(shard[0] for shard in shards)
         outputs = np.concatenate([shard[1] for shard in shards]) if len(shards) > 1 else shards[0][1]
         if math.isfinite(loss):
