@@ -9,9 +9,9 @@
    test accuracies, averaged over ``--float32-runs`` runs (seeds ``--seed``,
    ``--seed`` + 1, ...: other initial weights and batch orders), must differ by
    less than 0.3 percentage points. One run alone is too noisy for that bound:
-   float32 rounding makes two identical trainings drift apart, and PyTorch's own
-   one-epoch accuracy for seed 0 moved by 0.30 points between two CPUs (87.55%
-   on an Intel Skylake-X VM, 87.85% on an AMD EPYC VM).
+   float32 rounding makes two identical trainings drift apart. PyTorch's own
+   one-epoch accuracy for seed 0 moved by 0.30 points between two CPUs, and
+   convnp's by 0.78 points when a change reordered a few float32 sums.
 
 The network is ``convnet_bn`` without dropout (dropout draws different random
 masks in the two libraries; batch norm is deterministic and stays in), moved to
