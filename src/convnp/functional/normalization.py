@@ -297,12 +297,11 @@ def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
     local_sums = slices.local_sum(
         lambda rows: np.stack([column_sum(dout_rows[rows]), np.einsum("ij,ij->j", dout_rows[rows], x_hat[rows])])
     )
-    sums = slices.reduced(local_sums)  # the whole batch's sums
-    dbias, dweight = sums[0], sums[1]  # (C,) each: sum of dout, sum of dout * x_hat
+    sum_dout, sum_dout_x_hat = slices.reduced(local_sums)  # (C,) each, over the whole batch
     scale = inv_std if weight is None else weight * inv_std
     dx = np.empty(dout_rows.shape, dtype=dout.dtype)
-    mean_dout = dbias / dout.dtype.type(count)
-    mean_dout_x_hat = dweight / dout.dtype.type(count)
+    mean_dout = sum_dout / dout.dtype.type(count)
+    mean_dout_x_hat = sum_dout_x_hat / dout.dtype.type(count)
 
     def input_grad(rows: slice) -> None:
         if cache["batch_stats"]:
@@ -314,7 +313,7 @@ def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
             np.multiply(dout_rows[rows], scale, out=dx[rows])
 
     slices.run(input_grad)
-    dbias, dweight = local_sums[0], local_sums[1]  # this shard's parts (the whole batch's without shards)
+    dbias, dweight = local_sums  # the sums over this shard's rows (the whole batch's without shards)
     return (
         _from_channel_rows(dx, cache["shape"]),
         None if weight is None else dweight,

@@ -109,8 +109,7 @@ def _in_shards(plan: Plan, batch: int, run_shard: Callable[[Plan, int, int], T],
             raise
 
     with single_threaded_blas():
-        results = parallel_over_batch(batch, work, shard)
-    return results
+        return parallel_over_batch(batch, work, shard)
 
 
 def _pass_work(plan: Plan, batch: int) -> int:
