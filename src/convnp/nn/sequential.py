@@ -117,32 +117,32 @@ def _pass_work(plan: Plan, batch: int) -> int:
     return batch * sum(math.prod(layer.output_shape) for step in plan for layer in step)
 
 
-def _set_shard(layer: Layer, context: ShardContext) -> None:
-    layer.shard = context
+def _self_and_sublayers(layer: Layer) -> Iterator[Layer]:
+    """The layer, then its sublayers (a fused activation) and theirs."""
+    yield layer
     for attr in layer.sublayer_names:
         sublayer = getattr(layer, attr, None)
         if sublayer is not None:
-            _set_shard(sublayer, context)
+            yield from _self_and_sublayers(sublayer)
+
+
+def _set_shard(layer: Layer, context: ShardContext) -> None:
+    for part in _self_and_sublayers(layer):
+        part.shard = context
 
 
 def _drop_caches(layer: Layer) -> None:
-    layer.cache = None
-    for attr in layer.sublayer_names:
-        sublayer = getattr(layer, attr, None)
-        if sublayer is not None:
-            _drop_caches(sublayer)
+    for part in _self_and_sublayers(layer):
+        part.cache = None
 
 
 def _batch_independent(layer: Layer) -> bool:
-    sublayers = [getattr(layer, attr, None) for attr in layer.sublayer_names]
-    return layer.batch_independent and all(sub is None or _batch_independent(sub) for sub in sublayers)
+    return all(part.batch_independent for part in _self_and_sublayers(layer))
 
 
 def _shardable(layer: Layer) -> bool:
     """Whether a training pass can run this layer in shards: it treats samples alone or exchanges the rest."""
-    sublayers = [getattr(layer, attr, None) for attr in layer.sublayer_names]
-    own = layer.batch_independent or layer.shard_aware
-    return own and all(sub is None or _shardable(sub) for sub in sublayers)
+    return all(part.batch_independent or part.shard_aware for part in _self_and_sublayers(layer))
 
 
 class Sequential:
