@@ -14,7 +14,6 @@ import json
 import numpy as np
 import pytest
 
-from convnp.nn.parameter import Parameter
 from convnp.optim import (
     SGD,
     Adam,
@@ -28,6 +27,7 @@ from convnp.optim import (
     clip_grad_norm,
     get_optimizer,
 )
+from convnp.parameter import Parameter
 
 try:
     import torch

@@ -161,7 +161,7 @@ def _model_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``convnp`` command and its subcommands."""
-    from convnp import __version__
+    from convnp._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="convnp",
@@ -531,7 +531,7 @@ def _load_dataset(name: str, data_dir, download: bool, verbose: int):
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``convnp train``: see the module docstring and docs/cli.md."""
-    from convnp import __version__
+    from convnp._version import __version__
     from convnp.data import DATASETS, Augment
     from convnp.models import build_model
     from convnp.optim import get_optimizer

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from convnp.nn.parameter import Parameter
+from convnp.parameter import Parameter
 
 __all__ = [
     "OPTIMIZERS",

@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -139,38 +138,6 @@ def prepare_data(model, x, y, owner: str, loss: str = "cross_entropy") -> tuple[
 
 
 # ------------------------------------------------------------- loss pieces
-def ends_in_softmax(model) -> bool:
-    """Whether the model's output is already a softmax (a Softmax layer, or a fused softmax activation)."""
-    from convnp.nn.activations import Softmax
-
-    last = model.layers[-1]
-    return isinstance(last, Softmax) or isinstance(getattr(last, "activation", None), Softmax)
-
-
-@contextmanager
-def logits_view(model, wanted: bool):
-    """Run the model up to its logits: yields the ``stop`` index for ``forward_layers``/``backward``.
-
-    When the model ends in a softmax and ``wanted`` is True, the softmax is
-    left out (a final Softmax layer is skipped; a fused softmax activation is
-    switched off for the duration), so that the loss can use the fused, stable
-    softmax cross-entropy on the logits.
-    """
-    from convnp.nn.activations import Softmax
-
-    last = model.layers[-1]
-    if not wanted or not ends_in_softmax(model):
-        yield None
-    elif isinstance(last, Softmax):
-        yield -1
-    else:
-        activation, last.activation = last.activation, None
-        try:
-            yield None
-        finally:
-            last.activation = activation
-
-
 def _loss_and_grad(model, outputs: np.ndarray, y: np.ndarray, loss: str, label_smoothing: float):
     if loss == "cross_entropy":
         return softmax_cross_entropy(outputs, y, label_smoothing=label_smoothing)
@@ -194,7 +161,7 @@ def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_s
     def loss_fn(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return _loss_and_grad(model, outputs, targets, loss, label_smoothing)
 
-    with logits_view(model, loss == "cross_entropy") as stop:
+    with model.logits_view(loss == "cross_entropy") as stop:
         loss_value, outputs = model.train_pass(x_batch, y_batch, loss_fn, stop=stop)
     if not math.isfinite(loss_value):
         return loss_value, 0
@@ -206,7 +173,7 @@ def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_s
 
 def outputs_in_batches(model, x: np.ndarray, batch_size: int, logits: bool = False) -> Iterable[np.ndarray]:
     """Inference-mode outputs, one batch at a time (memory stays bounded)."""
-    with logits_view(model, logits) as stop:
+    with model.logits_view(logits) as stop:
         for start in range(0, len(x), batch_size):
             yield model.forward_layers(x[start : start + batch_size], training=False, stop=stop, keep_caches=False)
 

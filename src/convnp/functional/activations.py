@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convnp.functional.checks import check_dout, float_array
+from convnp.checks import check_dout, float_array
 from convnp.functional.threads import parallel_over_batch
 
 __all__ = [

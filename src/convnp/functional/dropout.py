@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from convnp.functional.checks import float_array
+from convnp.checks import float_array
 
 __all__ = ["dropout_forward", "dropout_backward", "draw_keep"]
 

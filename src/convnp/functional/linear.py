@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convnp.functional.checks import float_array
+from convnp.checks import float_array
 from convnp.functional.reductions import column_sum
 from convnp.functional.threads import parallel_over_batch
 

@@ -12,8 +12,8 @@ import numbers
 
 import numpy as np
 
+from convnp.checks import float_array
 from convnp.functional.activations import log_softmax
-from convnp.functional.checks import float_array
 
 __all__ = ["softmax_cross_entropy", "mse_loss"]
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from convnp.functional.checks import check_dout, float_array
+from convnp.checks import check_dout, check_eps, float_array
 from convnp.functional.reductions import column_sum
 from convnp.functional.threads import parallel_over_batch
 
@@ -61,10 +61,6 @@ def _check_param(
     return value
 
 
-def _check_eps(eps: float, owner: str) -> float:
-    if not eps > 0:
-        raise ValueError(f"{owner}: eps must be > 0, got {eps!r}")
-    return float(eps)
 
 
 def _affine(x_hat: np.ndarray, weight, bias, param_shape: tuple[int, ...]) -> np.ndarray:
@@ -147,7 +143,7 @@ def batch_norm_forward(
     channels = x.shape[1]
     weight = _check_param(weight, (channels,), x.dtype, "weight", owner)
     bias = _check_param(bias, (channels,), x.dtype, "bias", owner)
-    eps = _check_eps(eps, owner)
+    eps = check_eps(eps, owner)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{owner}: give both running_mean and running_var, or neither")
     for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
@@ -357,7 +353,7 @@ def group_norm_forward(
         )
     weight = _check_param(weight, (channels,), x.dtype, "weight", owner)
     bias = _check_param(bias, (channels,), x.dtype, "bias", owner)
-    eps = _check_eps(eps, owner)
+    eps = check_eps(eps, owner)
 
     x_groups = x.reshape(batch, num_groups, -1)  # (N, G, C/G * H * W)
     mean = x_groups.mean(axis=2, keepdims=True)  # (N, G, 1)
@@ -421,7 +417,7 @@ def layer_norm_forward(
     sample_shape = x.shape[1:]
     weight = _check_param(weight, sample_shape, x.dtype, "weight", owner)
     bias = _check_param(bias, sample_shape, x.dtype, "bias", owner)
-    eps = _check_eps(eps, owner)
+    eps = check_eps(eps, owner)
 
     x_rows = x.reshape(x.shape[0], -1)  # (N, D)
     mean = x_rows.mean(axis=1, keepdims=True)  # (N, 1)

@@ -273,8 +273,7 @@ def build_onnx_model(model, opset: int = 17):
     onnx.ModelProto
     """
     onnx = _import("onnx", "convnp.interop.to_onnx")
-    from convnp import __version__
-    from convnp.training import ends_in_softmax  # the rule model.predict follows
+    from convnp._version import __version__
 
     if not isinstance(model, Sequential):
         raise TypeError(f"to_onnx: expected a convnp Sequential, got {type(model).__name__}")
@@ -297,7 +296,7 @@ def build_onnx_model(model, opset: int = 17):
     x = INPUT_NAME
     for index, layer in enumerate(model.layers):
         x = _emit_layer(graph, layer, x, index, opset)
-    if not ends_in_softmax(model):
+    if not model.ends_in_softmax():  # the rule model.predict follows
         x = graph.node("Softmax", [x], "probabilities.Softmax", axis=1)
     # The last node writes the graph output directly.
     last = graph.nodes[-1]

@@ -6,9 +6,9 @@ from convnp.nn.dense import Dense, Flatten
 from convnp.nn.dropout import Dropout
 from convnp.nn.layer import Layer
 from convnp.nn.normalization import BatchNorm1D, BatchNorm2D, GroupNorm, LayerNorm
-from convnp.nn.parameter import Parameter
 from convnp.nn.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from convnp.nn.sequential import Sequential
+from convnp.parameter import Parameter
 
 __all__ = [
     "Parameter", "Layer", "Sequential",

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.checks import positive_int
 from convnp.functional.conv import conv2d_backward, conv2d_forward
 from convnp.functional.conv_pool import conv2d_max_pool2d_backward, conv2d_max_pool2d_forward
 from convnp.functional.geometry import IntPair, Padding, conv_geometry, normalize_padding, pair
 from convnp.nn.activations import activation_config, get_activation
 from convnp.nn.init import Initializer, get_initializer, initialize
 from convnp.nn.layer import Layer
-from convnp.nn.parameter import Parameter
-
-
-def _check_positive_int(value, name: str) -> None:
-    """TypeError for a non-integer (bools included), ValueError for one below 1; both name Conv2D."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Conv2D: {name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"Conv2D: {name} must be a positive int, got {value!r}")
+from convnp.parameter import Parameter
 
 
 class Conv2D(Layer):
@@ -51,12 +44,12 @@ class Conv2D(Layer):
         in_channels: int | None = None,
     ) -> None:
         super().__init__()
-        _check_positive_int(out_channels, "out_channels")
-        _check_positive_int(groups, "groups")
+        positive_int(out_channels, "out_channels", "Conv2D")
+        positive_int(groups, "groups", "Conv2D")
         if out_channels % groups:
             raise ValueError(f"Conv2D: out_channels={out_channels} must be divisible by groups={groups}")
         if in_channels is not None:
-            _check_positive_int(in_channels, "in_channels")
+            positive_int(in_channels, "in_channels", "Conv2D")
         self.out_channels = int(out_channels)
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2D")
         self.stride = pair(stride, "stride", "Conv2D")

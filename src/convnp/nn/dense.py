@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.checks import positive_int
 from convnp.functional.linear import linear_backward, linear_forward
 from convnp.nn import init as init_module
 from convnp.nn.activations import activation_config, get_activation
 from convnp.nn.layer import Layer
-from convnp.nn.parameter import Parameter
+from convnp.parameter import Parameter
 
 __all__ = ["Dense", "Flatten"]
 
 
-def _positive_int(value, name: str, owner: str, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: {name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 class Dense(Layer):
@@ -51,8 +44,8 @@ class Dense(Layer):
         in_features: int | None = None,
     ) -> None:
         super().__init__()
-        self.out_features = _positive_int(out_features, "out_features", self.name)
-        self.in_features = _positive_int(in_features, "in_features", self.name, allow_none=True)
+        self.out_features = positive_int(out_features, "out_features", self.name)
+        self.in_features = positive_int(in_features, "in_features", self.name, allow_none=True)
         self.use_bias = bool(use_bias)
         self.activation = get_activation(activation, owner=self.name)
         init_module.get_initializer(init, owner=self.name)  # fail now, not at build time

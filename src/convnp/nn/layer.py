@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from convnp._random import as_generator
-from convnp.nn.parameter import Parameter
+from convnp.parameter import Parameter
 
 LAYER_REGISTRY: dict[str, type[Layer]] = {}
 

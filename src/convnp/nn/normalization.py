@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from convnp.checks import check_eps, positive_int
 from convnp.functional.normalization import (
     batch_norm_backward,
     batch_norm_forward,
@@ -22,15 +23,11 @@ from convnp.functional.normalization import (
     layer_norm_forward,
 )
 from convnp.nn.layer import Layer
-from convnp.nn.parameter import Parameter
+from convnp.parameter import Parameter
 
 __all__ = ["BatchNorm1D", "BatchNorm2D", "GroupNorm", "LayerNorm"]
 
 
-def _check_eps(eps: float, owner: str) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ValueError(f"{owner}: eps must be a positive number, got {eps!r}")
-    return float(eps)
 
 
 class _Normalization(Layer):
@@ -40,7 +37,7 @@ class _Normalization(Layer):
 
     def __init__(self, eps: float) -> None:
         super().__init__()
-        self.eps = _check_eps(eps, self.name)
+        self.eps = check_eps(eps, self.name)
         self.weight: Parameter | None = None
         self.bias: Parameter | None = None
 
@@ -73,12 +70,8 @@ class _BatchNorm(_Normalization):
             raise TypeError(f"{self.name}: momentum must be a number in [0, 1], got {momentum!r}")
         if not 0 <= momentum <= 1:
             raise ValueError(f"{self.name}: momentum must be in [0, 1], got {momentum!r}")
-        if num_features is not None and (
-            isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1
-        ):
-            raise ValueError(f"{self.name}: num_features must be a positive int, got {num_features!r}")
         self.momentum = float(momentum)
-        self.num_features = None if num_features is None else int(num_features)
+        self.num_features = positive_int(num_features, "num_features", self.name, allow_none=True)
         self.running_mean: np.ndarray | None = None
         self.running_var: np.ndarray | None = None
 
@@ -173,11 +166,7 @@ class GroupNorm(_Normalization):
 
     def __init__(self, num_groups: int, eps: float = 1e-5) -> None:
         super().__init__(eps)
-        if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)):
-            raise TypeError(f"{self.name}: num_groups must be a positive int, got {num_groups!r}")
-        if num_groups < 1:
-            raise ValueError(f"{self.name}: num_groups must be a positive int, got {num_groups!r}")
-        self.num_groups = int(num_groups)
+        self.num_groups = positive_int(num_groups, "num_groups", self.name)
 
     def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         self._check_rank(input_shape)

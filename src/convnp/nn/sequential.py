@@ -6,6 +6,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
@@ -13,12 +14,12 @@ import numpy as np
 from convnp._random import as_generator
 from convnp.functional import threads
 from convnp.functional.threads import parallel_over_batch, single_threaded_blas, slice_bounds
-from convnp.nn.activations import ReLU
+from convnp.nn.activations import ReLU, Softmax
 from convnp.nn.conv import Conv2D
 from convnp.nn.layer import Layer, shape_mismatch
-from convnp.nn.parameter import Parameter
 from convnp.nn.pooling import MaxPool2D
 from convnp.nn.shards import ShardContext, ShardGroup
+from convnp.parameter import Parameter
 
 # Keys PyTorch keeps in a state_dict that convnp does not need.
 _IGNORED_KEY_SUFFIXES = ("num_batches_tracked",)
@@ -378,6 +379,33 @@ class Sequential:
                     grad = grad + shard[2][index]
                 param.grad = grad
         return loss, outputs
+
+    # ----------------------------------------------------------- the logits
+    def ends_in_softmax(self) -> bool:
+        """Whether the output is already a softmax (a final ``Softmax`` layer, or a fused softmax activation)."""
+        last = self.layers[-1]
+        return isinstance(last, Softmax) or isinstance(getattr(last, "activation", None), Softmax)
+
+    @contextmanager
+    def logits_view(self, wanted: bool) -> Iterator[int | None]:
+        """Run the model up to its logits: yields the ``stop`` index for ``forward_layers``/``backward``.
+
+        When the model ends in a softmax and ``wanted`` is True, the softmax is
+        left out (a final Softmax layer is skipped; a fused softmax activation is
+        switched off for the duration), so that a loss can use the fused, stable
+        softmax cross-entropy on the logits.
+        """
+        last = self.layers[-1]
+        if not wanted or not self.ends_in_softmax():
+            yield None
+        elif isinstance(last, Softmax):
+            yield -1
+        else:
+            activation, last.activation = last.activation, None
+            try:
+                yield None
+            finally:
+                last.activation = activation
 
     # ------------------------------------------------------------ parameters
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
