@@ -33,9 +33,9 @@ def random_conv_config(rng: np.random.Generator) -> dict:
 
 def make_tensors(config: dict, rng: np.random.Generator, dtype=np.float64):
     x = rng.standard_normal((config["batch"], config["channels"], *config["hw"])).astype(dtype)
-    weight = rng.standard_normal(
-        (config["filters"], config["channels"] // config["groups"], *config["kernel"])
-    ).astype(dtype)
+    weight = rng.standard_normal((config["filters"], config["channels"] // config["groups"], *config["kernel"])).astype(
+        dtype
+    )
     bias = rng.standard_normal(config["filters"]).astype(dtype) if config["bias"] else None
     return x, weight, bias
 
@@ -96,9 +96,7 @@ def test_conv2d_string_and_pair_padding(padding):
     x = rng.standard_normal((2, 3, 7, 6))
     weight = rng.standard_normal((4, 3, 3, 2))  # an even kernel width: "same" pads asymmetrically
     out, _ = conv2d_forward(x, weight, padding=padding, dilation=(1, 2))
-    expected = torch.nn.functional.conv2d(
-        torch.tensor(x), torch.tensor(weight), padding=padding, dilation=(1, 2)
-    )
+    expected = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(weight), padding=padding, dilation=(1, 2))
     np.testing.assert_allclose(out, expected.numpy(), rtol=1e-10)
     if padding == "same":
         assert out.shape[2:] == x.shape[2:]
@@ -147,9 +145,7 @@ def test_stride_larger_than_kernel_skips_pixels_and_their_gradient_is_zero():
 
 def test_output_size_rule_matches_formula():
     x = np.zeros((1, 1, 11, 9))
-    out, _ = conv2d_forward(
-        x, np.zeros((1, 1, 3, 2)), stride=(2, 3), padding=(1, 2), dilation=(2, 1)
-    )
+    out, _ = conv2d_forward(x, np.zeros((1, 1, 3, 2)), stride=(2, 3), padding=(1, 2), dilation=(2, 1))
     # floor((H + 2P - D*(K-1) - 1) / S) + 1
     assert out.shape[2:] == ((11 + 2 - 4 - 1) // 2 + 1, (9 + 4 - 1 - 1) // 3 + 1)
 

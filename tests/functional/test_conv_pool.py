@@ -19,7 +19,8 @@ def pool_config(seed: int) -> dict:
         height, width = config["hw"]
         out_hw = [
             (size + 2 * config["padding"][a] - config["dilation"][a] * (config["kernel"][a] - 1) - 1)
-            // config["stride"][a] + 1
+            // config["stride"][a]
+            + 1
             for a, size in enumerate((height + 4, width + 4))  # four more rows and columns than drawn
         ]
         if min(out_hw) >= 2:
@@ -40,7 +41,7 @@ def separate(x, weight, bias, config, dout=None):
 
 @pytest.fixture(params=[1 << 21, 1 << 12], ids=["chunks of 2 MB", "one image per chunk"])
 def chunk_bytes(request, monkeypatch):
-    monkeypatch.setattr("convnp.functional.conv.CHUNK_BYTES", request.param)
+    monkeypatch.setattr("convnp.backend.batched.CHUNK_BYTES", request.param)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])

@@ -22,9 +22,7 @@ POOLS = {
 
 def random_pool_config(rng: np.random.Generator) -> dict:
     kernel = tuple(int(k) for k in rng.integers(1, 5, size=2))
-    stride = tuple(
-        int(s) for s in rng.integers(1, 4, size=2)
-    )  # often < kernel: overlapping windows
+    stride = tuple(int(s) for s in rng.integers(1, 4, size=2))  # often < kernel: overlapping windows
     padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
     height = int(rng.integers(kernel[0], kernel[0] + 7))
     width = int(rng.integers(kernel[1], kernel[1] + 7))
@@ -46,11 +44,7 @@ def test_pooling_matches_torch(kind, config, ties):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(abs(hash((kind, str(config), ties))) % 2**32)
     # Small integers make many windows hold several equal maxima.
-    x = (
-        rng.integers(0, 3, config["shape"]).astype(np.float64)
-        if ties
-        else rng.standard_normal(config["shape"])
-    )
+    x = rng.integers(0, 3, config["shape"]).astype(np.float64) if ties else rng.standard_normal(config["shape"])
     forward, backward = POOLS[kind]
     args = (config["kernel"], config["stride"], config["padding"])
     out, cache = forward(x, *args)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.backend import run_batched
 from convnp.checks import check_dout, float_array
-from convnp.functional.threads import parallel_over_batch
 
 __all__ = [
     "relu_forward",
@@ -58,7 +58,7 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.maximum(x, x.dtype.type(0)), x
     out = np.empty_like(x)  # keeps x's memory layout (channels-last stays channels-last)
     zero = x.dtype.type(0)
-    parallel_over_batch(len(x), x.size, lambda start, stop: np.maximum(x[start:stop], zero, out=out[start:stop]))
+    run_batched(lambda first, last: np.maximum(x[first:last], zero, out=out[first:last]), len(x), x.size)
     return out, x
 
 
@@ -70,11 +70,11 @@ def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
         return dout * (x > 0)
     dx = np.empty_like(dout)
 
-    def mask(start: int, stop: int) -> None:
+    def mask(first: int, last: int) -> None:
         # Multiplying by the boolean mask is one fast pass; np.where is several times slower here.
-        np.multiply(dout[start:stop], x[start:stop] > 0, out=dx[start:stop])
+        np.multiply(dout[first:last], x[first:last] > 0, out=dx[first:last])
 
-    parallel_over_batch(len(dout), dout.size, mask)
+    run_batched(mask, len(dout), dout.size)
     return dx
 
 

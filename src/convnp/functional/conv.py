@@ -15,12 +15,14 @@ flattened to rows. The backward pass is the same picture read in reverse:
               each added onto the input pixels that offset read (im2col's adjoint)
 
 With stride 1 and no more than twice as many filters as channels, dx is
-computed instead as a convolution of dout with the flipped filters
-(``_transposed_pads``): one more im2col and one GEMM, chunk by chunk.
+computed instead as a convolution of dout with the flipped filters: one more
+im2col and one GEMM per chunk (the section "Speed only" at the end).
 
-Work is done a few images at a time (``CHUNK_BYTES`` of im2col rows, which
-stay in the CPU cache between the gather and the product), and the batch is
-split into one slice per core (``convnp.functional.threads``).
+Each pass below is written for one chunk of images (``forward_chunk``,
+``backward_chunk``): that is the formula. ``convnp.backend`` runs it over the
+batch, one slice per core and a few images per chunk, so that each chunk's
+im2col rows are still in the CPU cache when the product reads them, and it
+adds up the chunks' weight gradients in a fixed order.
 
 Memory layout: the arguments and results are NCHW-shaped arrays, but the
 computation runs channels-last. ``x.transpose(0, 2, 3, 1)`` is a free view;
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convnp.backend import column_sum, images_per_chunk, run_batched, scratch, sum_batched
 from convnp.functional.geometry import (
     IntPair,
     Padding,
@@ -55,17 +58,8 @@ from convnp.functional.geometry import (
     pair,
     sliding_windows,
 )
-from convnp.functional.reductions import column_sum
-from convnp.functional.threads import parallel_over_batch
-from convnp.functional.workspace import scratch
 
-__all__ = ["conv2d_forward", "conv2d_backward", "Conv2dCache", "im2col", "weight_rows"]
-
-
-# im2col works through the batch a few images at a time, so that each
-# gathered block (about this many bytes) is still in the CPU cache when the
-# matrix product reads it, and memory stays bounded for any batch size.
-CHUNK_BYTES = 1 << 21
+__all__ = ["conv2d_forward", "conv2d_backward", "Conv2dCache", "im2col", "weight_rows", "convolve_chunk"]
 
 
 @dataclass
@@ -177,10 +171,6 @@ def conv2d_forward(
 ) -> tuple[np.ndarray, Conv2dCache]:
     """Convolve ``x`` with ``weight``: im2col, then one matrix product per group.
 
-    The batch is processed in independent slices, one per core (see
-    ``convnp.functional.threads``); each slice is padded, gathered and
-    multiplied on its own.
-
     Args:
         x: input images, (N, C, H, W) (any strides; channels-last memory is fastest).
         weight: filters, (F, C // groups, KH, KW).
@@ -197,70 +187,54 @@ def conv2d_forward(
     stride = pair(stride, "stride", "conv2d")
     dilation = pair(dilation, "dilation", "conv2d")
     n, channels, height, width = x.shape
-    filters, group_channels, kh, kw = weight.shape
-    pads, (h_out, w_out) = conv_geometry(
-        (height, width), (kh, kw), stride, padding, dilation, "conv2d", x.shape
-    )
-
-    x_nhwc = x.transpose(0, 2, 3, 1)  # (N, H, W, C): a view
-    out_nhwc = _conv_channels_last(x_nhwc, weight, bias, pads, stride, dilation, groups, (h_out, w_out))
-    out = out_nhwc.transpose(0, 3, 1, 2)  # NCHW view of NHWC memory
-    cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, (h_out, w_out))
-    return out, cache
-
-
-def _conv_channels_last(
-    x_nhwc: np.ndarray,
-    weight: np.ndarray,
-    bias: np.ndarray | None,
-    pads: tuple[int, int, int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-    out_hw: tuple[int, int],
-    epilogue: Callable[[int, int, np.ndarray], None] | None = None,
-) -> np.ndarray | None:
-    """The convolution itself, on channels-last arrays with explicit (top, bottom, left, right) padding.
-
-    With an ``epilogue``, each chunk's output is handed to
-    ``epilogue(first, last, out_chunk)`` (images first..last-1, as a scratch
-    (count, H_out, W_out, F) view, still in the CPU cache) and nothing is
-    returned: a fused max pool consumes it so that the full-size output never
-    exists.
-
-    Shape: x_nhwc (N, H, W, C), weight (F, C/G, KH, KW) -> (N, H_out, W_out, F)
-    """
-    n, _, _, channels = x_nhwc.shape
     filters, _, kh, kw = weight.shape
-    h_out, w_out = out_hw
+    pads, (h_out, w_out) = conv_geometry((height, width), (kh, kw), stride, padding, dilation, "conv2d", x.shape)
+    x_nhwc = x.transpose(0, 2, 3, 1)  # (N, H, W, C): a view
+    cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, (h_out, w_out))
     rows = weight_rows(weight, groups)  # (G, F/G, KH*KW*C/G)
-    rows_per_image = h_out * w_out
-    out_cols = None if epilogue else np.empty((n * rows_per_image, filters), dtype=x_nhwc.dtype)
-    # With an epilogue, the chunk's output must stay in the cache too.
-    chunk = _chunk_images(rows_per_image, kh * kw * channels + (filters if epilogue else 0), x_nhwc.dtype)
+    out_nhwc = np.empty((n, h_out, w_out, filters), dtype=x.dtype)
 
-    def forward_slice(start: int, stop: int) -> None:
-        for first in range(start, stop, chunk):
-            last = min(first + chunk, stop)
-            if epilogue is None:
-                out_chunk = out_cols[first * rows_per_image : last * rows_per_image]
-            else:
-                out_chunk = scratch("conv out", ((last - first) * rows_per_image, filters), x_nhwc.dtype)
-            x_padded = _pad_chunk(x_nhwc[first:last], pads)
-            cols = _gather_chunk(x_padded, (kh, kw), stride, dilation, out_hw)
-            if groups == 1:
-                np.dot(cols, rows[0].T, out=out_chunk)  # (n*Ho*Wo, F); on np.dot: threads.py
-            else:
-                # (G, m, KK*C/G) @ (G, KK*C/G, F/G) -> (G, m, F/G) -> (m, F)
-                out_groups = np.matmul(_grouped_cols(cols, kh * kw, groups), rows.transpose(0, 2, 1))
-                out_chunk[...] = out_groups.transpose(1, 0, 2).reshape(-1, filters)
-            if bias is not None:
-                out_chunk += bias  # broadcast over rows: the channel axis is innermost
-            if epilogue is not None:
-                epilogue(first, last, out_chunk.reshape(last - first, h_out, w_out, filters))
+    def forward_chunk(first: int, last: int) -> None:
+        convolve_chunk(x_nhwc[first:last], rows, bias, cache, out=out_nhwc[first:last])
 
-    parallel_over_batch(n, n * rows_per_image * kh * kw * channels, forward_slice)
-    return None if epilogue else out_cols.reshape(n, h_out, w_out, filters)
+    run_batched(forward_chunk, n, cache_work(cache), images_per_chunk(im2col_values(cache), x.dtype))
+    return out_nhwc.transpose(0, 3, 1, 2), cache  # NCHW view of NHWC memory
+
+
+def convolve_chunk(
+    x_chunk: np.ndarray, rows: np.ndarray, bias: np.ndarray | None, cache: Conv2dCache, out: np.ndarray
+) -> None:
+    """The convolution of a few images, written into ``out``: out = im2col(x_padded) @ weight_rows.T + bias.
+
+    Shape: x_chunk (n, H, W, C), rows (G, F/G, KH*KW*C/G), out (n, H_out, W_out, F)
+    """
+    filters = out.shape[-1]
+    kernel_size = cache.weight.shape[2:]
+    x_padded = _pad_chunk(x_chunk, cache.pads)  # (n, H + PT + PB, W + PL + PR, C)
+    x_cols = _gather_chunk(x_padded, kernel_size, cache.stride, cache.dilation, cache.out_hw)  # (n*Ho*Wo, KH*KW*C)
+    out_cols = out.reshape(-1, filters)  # (n*Ho*Wo, F)
+    if cache.groups == 1:
+        np.dot(x_cols, rows[0].T, out=out_cols)  # np.dot, not @: see backend/threads.py
+    else:
+        # (G, m, KK*C/G) @ (G, KK*C/G, F/G) -> (G, m, F/G) -> (m, F)
+        out_groups = np.matmul(
+            _grouped_cols(x_cols, kernel_size[0] * kernel_size[1], cache.groups), rows.transpose(0, 2, 1)
+        )
+        out_cols[...] = out_groups.transpose(1, 0, 2).reshape(-1, filters)
+    if bias is not None:
+        out_cols += bias  # broadcast over rows: the channel axis is innermost
+
+
+def im2col_values(cache: Conv2dCache) -> int:
+    """The number of im2col values one image gathers: H_out * W_out * KH * KW * C."""
+    _, channels, _, _ = cache.x_shape
+    kh, kw = cache.weight.shape[2:]
+    return cache.out_hw[0] * cache.out_hw[1] * kh * kw * channels
+
+
+def cache_work(cache: Conv2dCache) -> int:
+    """The size of the op, in im2col values over the whole batch (it decides whether to split the batch)."""
+    return cache.x_shape[0] * im2col_values(cache)
 
 
 def _pad_chunk(x_nhwc: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
@@ -291,31 +265,6 @@ def _gather_chunk(
     return im2col(x_padded, kernel_size, stride, dilation, out_hw, out=x_cols)
 
 
-def _transposed_pads(cache: Conv2dCache) -> tuple[int, int, int, int] | None:
-    """Padding under which dx is a stride-1 convolution of dout, or None when that does not apply.
-
-    With stride 1, dx[h] = sum over p of dout[h + top - p*D] * w[p]: a
-    correlation of dout with the flipped kernel, padded by D*(K-1) - top
-    before and D*(K-1) - bottom after. Strided, grouped, or over-padded
-    convolutions (which would need negative padding), and those with more
-    than twice as many filters as input channels, use ``_input_grad_chunk`` instead.
-    """
-    filters, channels, kh, kw = cache.weight.shape
-    # The gather reads KH*KW*F values per input position: with many more filters
-    # than channels, one small product per kernel offset moves less memory.
-    if cache.stride != (1, 1) or cache.groups != 1 or filters > 2 * channels:
-        return None
-    span_h, span_w = cache.dilation[0] * (kh - 1), cache.dilation[1] * (kw - 1)
-    top, bottom, left, right = cache.pads
-    pads = (span_h - top, span_h - bottom, span_w - left, span_w - right)
-    return pads if min(pads) >= 0 else None
-
-
-def _chunk_images(rows_per_image: int, columns: int, dtype: np.dtype) -> int:
-    """How many images' im2col rows fit in about ``CHUNK_BYTES`` (at least one)."""
-    return max(1, CHUNK_BYTES // (rows_per_image * columns * np.dtype(dtype).itemsize))
-
-
 def conv2d_backward(
     dout: np.ndarray, cache: Conv2dCache, input_grad: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
@@ -323,8 +272,6 @@ def conv2d_backward(
 
     ``input_grad=False`` skips dx (returned as None): the first layer of a
     network needs no input gradient, and dx is a third of the backward work.
-    Like the forward pass, the batch is processed in independent slices; the
-    weight and bias gradients of the slices are summed in order.
 
     Shape:
         dout: (N, F, H_out, W_out)
@@ -351,79 +298,67 @@ def conv_backward_by_chunks(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """``conv2d_backward`` with dout handed over a chunk of images at a time.
 
+    Per chunk (its dout rows still in the CPU cache for all three products):
+
+        dbias   += sum of dout_cols over rows
+        dweight += dout_cols.T @ x_cols          (x_cols gathered again from the kept input)
+        dx       = col2im(dout_cols @ weight_rows)
+
     ``dout_chunk(first, last)`` returns the (m, F) rows of dout for images
     first..last-1 (m = their number times H_out*W_out), channels-last; it may
     be a scratch view, computed just then (a fused max pool's backward pass
     does that, so the full-size dout never exists; ``dout_built_per_chunk``
     then sizes the chunks so that it fits in the cache beside the im2col rows).
-    Each chunk's dout is used for dbias, dweight and dx while it is still in
-    the CPU cache.
     """
     n, channels, height, width = cache.x_shape
     filters, group_channels, kh, kw = cache.weight.shape
     h_out, w_out = cache.out_hw
     groups = cache.groups
-    rows_per_image = h_out * w_out
-    transposed_pads = _transposed_pads(cache) if input_grad else None
-    if transposed_pads is not None:
-        # With stride 1, dx is itself a convolution, of dout with the flipped filters:
-        # flipped[c, f, p, q] = weight[f, c, KH-1-p, KW-1-q].
-        flipped = np.ascontiguousarray(cache.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        flipped_rows = weight_rows(flipped, 1)[0]  # (C, KH*KW*F)
-    elif input_grad:
-        # Otherwise one product per kernel offset: the filters at each offset, per group.
-        offset_weights = np.ascontiguousarray(
-            cache.weight.reshape(groups, filters // groups, group_channels, kh, kw).transpose(3, 4, 0, 1, 2)
-        )  # (KH, KW, G, F/G, C/G)
+    input_grad_chunk = _input_grad_function(cache) if input_grad else None
     dx_nhwc = np.empty((n, height, width, channels), dtype=cache.x_nhwc.dtype) if input_grad else None
-    columns = kh * kw * channels + (filters if dout_built_per_chunk else 0)
-    chunk = _chunk_images(rows_per_image, columns, cache.x_nhwc.dtype)
 
     def backward_chunk(first: int, last: int) -> tuple[np.ndarray, np.ndarray | None]:
         dout_part = dout_chunk(first, last)  # (m, F)
-        dbias = column_sum(dout_part) if cache.has_bias else None
+        dbias = column_sum(dout_part) if cache.has_bias else None  # (F,)
         x_padded = _pad_chunk(cache.x_nhwc[first:last], cache.pads)
-        x_cols = _gather_chunk(x_padded, (kh, kw), cache.stride, cache.dilation, (h_out, w_out))  # gathered again
+        x_cols = _gather_chunk(x_padded, (kh, kw), cache.stride, cache.dilation, (h_out, w_out))  # (m, KK*C)
         if groups == 1:
             dweight_rows = np.dot(dout_part.T, x_cols)[None]  # (1, F, KK*C)
         else:
             dout_groups = dout_part.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
             x_groups = _grouped_cols(x_cols, kh * kw, groups)  # (G, m, KK*C/G)
             dweight_rows = np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
-        # dx last: its gather reuses the scratch buffers x_cols lives in.
-        if transposed_pads is not None:
-            dout_images = dout_part.reshape(last - first, h_out, w_out, filters)
-            dout_cols = _gather_chunk(
-                _pad_chunk(dout_images, transposed_pads), (kh, kw), (1, 1), cache.dilation, (height, width)
-            )  # (count*H*W, KK*F)
-            np.dot(dout_cols, flipped_rows.T, out=dx_nhwc[first:last].reshape(-1, channels))
-        elif input_grad:
-            _input_grad_chunk(dout_part, offset_weights, cache, dx_nhwc[first:last])
+        if input_grad_chunk is not None:  # last: its gather may reuse the scratch buffers x_cols lives in
+            input_grad_chunk(dout_part, dx_nhwc[first:last])
         return dweight_rows, dbias
 
-    def backward_slice(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        dweight_rows, dbias = backward_chunk(start, min(start + chunk, stop))
-        for first in range(start + chunk, stop, chunk):
-            part_dweight, part_dbias = backward_chunk(first, min(first + chunk, stop))
-            dweight_rows += part_dweight
-            if dbias is not None:
-                dbias += part_dbias
-        return dweight_rows, dbias
-
-    slices = parallel_over_batch(n, n * rows_per_image * kh * kw * channels, backward_slice)
-    dweight_rows = slices[0][0]
-    for part, _ in slices[1:]:
-        dweight_rows = dweight_rows + part
-    dbias = None
-    if cache.has_bias:
-        dbias = slices[0][1]
-        for _, part in slices[1:]:
-            dbias = dbias + part
+    values_per_image = im2col_values(cache) + (h_out * w_out * filters if dout_built_per_chunk else 0)
+    chunk = images_per_chunk(values_per_image, cache.x_nhwc.dtype)
+    dweight_rows, dbias = sum_batched(backward_chunk, n, cache_work(cache), chunk)
     # (G, F/G, KH, KW, C/G) -> (F, C/G, KH, KW)
     dweight = np.ascontiguousarray(dweight_rows.reshape(filters, kh, kw, group_channels).transpose(0, 3, 1, 2))
     if not input_grad:
         return None, dweight, dbias
     return dx_nhwc.transpose(0, 3, 1, 2), dweight, dbias
+
+
+def _input_grad_function(cache: Conv2dCache) -> Callable[[np.ndarray, np.ndarray], None]:
+    """The per-chunk dx: ``f(dout_part, dx_part)`` writes dx of a chunk's images.
+
+    The textbook col2im (``_input_grad_chunk``), or, where it applies, the
+    faster transposed convolution (see "Speed only" below). Both give the same
+    values up to rounding.
+    """
+    transposed = _transposed_input_grad(cache)
+    if transposed is not None:
+        return transposed
+    filters, group_channels, kh, kw = cache.weight.shape
+    groups = cache.groups
+    # One product per kernel offset: the filters at each offset, per group.
+    offset_weights = np.ascontiguousarray(
+        cache.weight.reshape(groups, filters // groups, group_channels, kh, kw).transpose(3, 4, 0, 1, 2)
+    )  # (KH, KW, G, F/G, C/G)
+    return lambda dout_part, dx_part: _input_grad_chunk(dout_part, offset_weights, cache, dx_part)
 
 
 def _input_grad_chunk(
@@ -471,3 +406,52 @@ def _input_grad_chunk(
             dx_padded[:, rows, columns, :] += offset_grad.reshape(count, h_out, w_out, channels)
     if dx_padded is not dx_part:
         dx_part[...] = dx_padded[:, top : top + height, left : left + width, :]
+
+
+# ----------------------------------------------------------------------------------------------
+# Speed only: dx as a transposed convolution. The values are those of col2im above (up to
+# rounding); what changes is the work: one im2col of dout and one GEMM per chunk, instead of
+# KH*KW small products each scattered into dx.
+# ----------------------------------------------------------------------------------------------
+def _transposed_input_grad(cache: Conv2dCache) -> Callable[[np.ndarray, np.ndarray], None] | None:
+    """The per-chunk dx as a convolution of dout with the flipped filters, or None where it does not apply.
+
+    flipped[c, f, p, q] = weight[f, c, KH-1-p, KW-1-q];  dx = conv(dout padded by D*(K-1) - pad, flipped)
+    """
+    pads = _transposed_pads(cache)
+    if pads is None:
+        return None
+    n, channels, height, width = cache.x_shape
+    filters, _, kh, kw = cache.weight.shape
+    h_out, w_out = cache.out_hw
+    flipped = np.ascontiguousarray(cache.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, KH, KW)
+    flipped_rows = weight_rows(flipped, 1)[0]  # (C, KH*KW*F)
+
+    def transposed_chunk(dout_part: np.ndarray, dx_part: np.ndarray) -> None:
+        dout_images = dout_part.reshape(len(dx_part), h_out, w_out, filters)
+        dout_cols = _gather_chunk(
+            _pad_chunk(dout_images, pads), (kh, kw), (1, 1), cache.dilation, (height, width)
+        )  # (count*H*W, KK*F)
+        np.dot(dout_cols, flipped_rows.T, out=dx_part.reshape(-1, channels))
+
+    return transposed_chunk
+
+
+def _transposed_pads(cache: Conv2dCache) -> tuple[int, int, int, int] | None:
+    """Padding under which dx is a stride-1 convolution of dout, or None when that does not apply.
+
+    With stride 1, dx[h] = sum over p of dout[h + top - p*D] * w[p]: a
+    correlation of dout with the flipped kernel, padded by D*(K-1) - top
+    before and D*(K-1) - bottom after. Strided, grouped, or over-padded
+    convolutions (which would need negative padding), and those with more
+    than twice as many filters as input channels, use the col2im ``_input_grad_chunk`` instead.
+    """
+    filters, channels, kh, kw = cache.weight.shape
+    # The gather reads KH*KW*F values per input position: with many more filters
+    # than channels, one small product per kernel offset moves less memory.
+    if cache.stride != (1, 1) or cache.groups != 1 or filters > 2 * channels:
+        return None
+    span_h, span_w = cache.dilation[0] * (kh - 1), cache.dilation[1] * (kw - 1)
+    top, bottom, left, right = cache.pads
+    pads = (span_h - top, span_h - bottom, span_w - left, span_w - right)
+    return pads if min(pads) >= 0 else None

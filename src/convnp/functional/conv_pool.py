@@ -28,13 +28,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convnp.backend import images_per_chunk, run_batched, scratch
 from convnp.functional.conv import (
     Conv2dCache,
     _check_conv_args,
-    _conv_channels_last,
+    cache_work,
     conv2d_backward,
     conv2d_forward,
     conv_backward_by_chunks,
+    convolve_chunk,
+    im2col_values,
+    weight_rows,
 )
 from convnp.functional.geometry import IntPair, Padding, conv_geometry, pair
 from convnp.functional.pooling import (
@@ -44,7 +48,6 @@ from convnp.functional.pooling import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
-from convnp.functional.workspace import scratch
 
 __all__ = ["conv2d_max_pool2d_forward", "conv2d_max_pool2d_backward", "ConvPoolCache"]
 
@@ -83,15 +86,20 @@ def conv2d_max_pool2d_forward(
         raise ValueError(f"conv2d_max_pool2d: the convolution output {conv_hw} is smaller than the 2x2 pool")
     pooled_hw = (conv_hw[0] // 2, conv_hw[1] // 2)
     x_nhwc = x.transpose(0, 2, 3, 1)
+    conv_cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, conv_hw)
+    rows = weight_rows(weight, groups)  # (G, F/G, KH*KW*C/G)
     out = np.empty((n, *pooled_hw, filters), dtype=x.dtype)
     right_wins = np.empty((n, 2 * pooled_hw[0], pooled_hw[1], filters), dtype=bool)
     bottom_wins = np.empty(out.shape, dtype=bool)
 
-    def pool_chunk(first: int, last: int, conv_out: np.ndarray) -> None:
+    def forward_chunk(first: int, last: int) -> None:
+        conv_out = scratch("conv-pool conv out", (last - first, *conv_hw, filters), x.dtype)  # never kept
+        convolve_chunk(x_nhwc[first:last], rows, bias, conv_cache, out=conv_out)
         halving_pool_chunk(conv_out, out[first:last], right_wins[first:last], bottom_wins[first:last])
 
-    _conv_channels_last(x_nhwc, weight, bias, pads, stride, dilation, groups, conv_hw, epilogue=pool_chunk)
-    conv_cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, conv_hw)
+    # The chunk's convolution output must stay in the cache beside its im2col rows.
+    values_per_image = im2col_values(conv_cache) + conv_hw[0] * conv_hw[1] * filters
+    run_batched(forward_chunk, n, cache_work(conv_cache), images_per_chunk(values_per_image, x.dtype))
     if np.isnan(out).any():
         conv_out, conv_cache = conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
         pooled, pool_cache = max_pool2d_forward(conv_out, 2)
@@ -119,9 +127,7 @@ def conv2d_max_pool2d_backward(
 
     def unpooled_chunk(first: int, last: int) -> np.ndarray:
         dconv = scratch("conv-pool unpooled", (last - first, *conv.out_hw, filters), dout.dtype)
-        halving_unpool_chunk(
-            dout_nhwc[first:last], cache.right_wins[first:last], cache.bottom_wins[first:last], dconv
-        )
+        halving_unpool_chunk(dout_nhwc[first:last], cache.right_wins[first:last], cache.bottom_wins[first:last], dconv)
         return dconv.reshape((last - first) * rows_per_image, filters)
 
     return conv_backward_by_chunks(conv, unpooled_chunk, input_grad, dout_built_per_chunk=True)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from convnp.backend import column_sum, run_batched, sum_batched
 from convnp.checks import float_array
-from convnp.functional.reductions import column_sum
-from convnp.functional.threads import parallel_over_batch
 
 __all__ = ["linear_forward", "linear_backward"]
 
@@ -50,13 +49,14 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = 
             raise TypeError(f"linear_forward: bias dtype {bias.dtype} differs from x dtype {x.dtype}")
     out = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
 
-    def forward_slice(start: int, stop: int) -> None:
-        np.dot(x[start:stop], weight.T, out=out[start:stop])  # (n, IN) @ (IN, OUT) -> (n, OUT); np.dot: threads.py
+    def forward_chunk(first: int, last: int) -> None:
+        np.dot(
+            x[first:last], weight.T, out=out[first:last]
+        )  # (n, IN) @ (IN, OUT) -> (n, OUT); np.dot: backend/threads.py
         if bias is not None:
-            out[start:stop] += bias  # (OUT,) broadcasts over the batch
+            out[first:last] += bias  # (OUT,) broadcasts over the batch
 
-    # Slices of the batch run on separate cores (see convnp.functional.threads).
-    parallel_over_batch(x.shape[0], x.size, forward_slice)
+    run_batched(forward_chunk, x.shape[0], x.size)
     cache = (x, weight, bias is not None)
     return out, cache
 
@@ -81,14 +81,10 @@ def linear_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndar
         )
     dx = np.empty(x.shape, dtype=dout.dtype)
 
-    def backward_slice(start: int, stop: int) -> np.ndarray:
-        np.dot(dout[start:stop], weight, out=dx[start:stop])  # (n, OUT) @ (OUT, IN) -> (n, IN)
-        return np.dot(dout[start:stop].T, x[start:stop])  # (OUT, n) @ (n, IN) -> this slice's share of dweight
+    def backward_chunk(first: int, last: int) -> np.ndarray:
+        np.dot(dout[first:last], weight, out=dx[first:last])  # (n, OUT) @ (OUT, IN) -> (n, IN)
+        return np.dot(dout[first:last].T, x[first:last])  # (OUT, n) @ (n, IN) -> these samples' share of dweight
 
-    # Each slice of the batch on its own core; the slices' weight gradients are summed in order.
-    shares = parallel_over_batch(x.shape[0], x.size, backward_slice)
-    dweight = shares[0]
-    for share in shares[1:]:
-        dweight = dweight + share
+    dweight = sum_batched(backward_chunk, x.shape[0], x.size)  # (OUT, IN), summed in a fixed order
     dbias = column_sum(dout) if has_bias else None  # (OUT,)
     return dx, dweight, dbias

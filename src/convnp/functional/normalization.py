@@ -25,9 +25,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from convnp.backend import column_sum, run_batched, sum_batched
 from convnp.checks import check_dout, check_eps, float_array
-from convnp.functional.reductions import column_sum
-from convnp.functional.threads import parallel_over_batch
 
 __all__ = [
     "batch_norm_forward",
@@ -59,8 +58,6 @@ def _check_param(
         # A float64 weight would silently promote a float32 output.
         raise TypeError(f"{owner}: {name} dtype {value.dtype} differs from x dtype {dtype}")
     return value
-
-
 
 
 def _affine(x_hat: np.ndarray, weight, bias, param_shape: tuple[int, ...]) -> np.ndarray:
@@ -160,29 +157,25 @@ def batch_norm_forward(
     # convnp's convolutions produce), where each pass runs over long rows.
     x_rows = _channel_rows(x)  # (N*H*W, C)
     use_batch_stats = training or running_mean is None
-    if reduce is None or not use_batch_stats:
-        reduce = None
-        count = x_rows.shape[0]  # m = N * H * W values per channel
-    else:
-        count = int(reduce(np.array(x_rows.shape[0], dtype=np.int64)))  # the whole batch's m
-    slices = _RowSlices(x.shape, reduce)
+    rows = _BatchRows(x.shape, reduce if use_batch_stats else None)
+    count = rows.count  # m = N * H * W values per channel (the whole batch's, across shards)
     if use_batch_stats:
         if training and count < 2:
             raise ValueError(
                 f"{owner}: training needs more than one value per channel to estimate a "
                 f"variance, got x of shape {x.shape}"
             )
-        mean = slices.summed(lambda rows: column_sum(x_rows[rows])) / x.dtype.type(count)  # (C,)
+        mean = rows.sum(lambda part: column_sum(x_rows[part])) / x.dtype.type(count)  # (C,)
     else:
         # The buffers may be kept in another precision; compute in x's dtype.
         mean = running_mean.astype(x.dtype, copy=False)
     x_hat = np.empty(x_rows.shape, dtype=x.dtype)
 
-    def center(rows: slice) -> np.ndarray:
-        np.subtract(x_rows[rows], mean, out=x_hat[rows])
-        return np.einsum("ij,ij->j", x_hat[rows], x_hat[rows])  # this slice's sum of squares
+    def center(part: slice) -> np.ndarray:
+        np.subtract(x_rows[part], mean, out=x_hat[part])  # x - mean
+        return np.einsum("ij,ij->j", x_hat[part], x_hat[part])  # these rows' sum of (x - mean)**2
 
-    squares = slices.summed(center)
+    squares = rows.sum(center)
     if use_batch_stats:
         var = squares / x.dtype.type(count)  # (C,), biased: the batch is normalised by its own spread
         if training and running_mean is not None:
@@ -195,16 +188,16 @@ def batch_norm_forward(
     inv_std = (1 / np.sqrt(var + x.dtype.type(eps))).astype(x.dtype, copy=False)  # (C,)
     out = np.empty(x_rows.shape, dtype=x.dtype)
 
-    def normalize(rows: slice) -> None:
-        x_hat[rows] *= inv_std  # (rows, C)
+    def normalize(part: slice) -> None:
+        x_hat[part] *= inv_std  # x_hat = (x - mean) / sqrt(var + eps)
         if weight is None:
-            out[rows] = x_hat[rows]
+            out[part] = x_hat[part]
         else:
-            np.multiply(x_hat[rows], weight, out=out[rows])
+            np.multiply(x_hat[part], weight, out=out[part])  # weight * x_hat
         if bias is not None:
-            out[rows] += bias
+            out[part] += bias  # + bias
 
-    slices.run(normalize)
+    rows.run(normalize)
     cache = {
         "x_hat": x_hat,
         "inv_std": inv_std,
@@ -213,43 +206,44 @@ def batch_norm_forward(
         "batch_stats": use_batch_stats,
         "shape": x.shape,
         "count": count,
-        "reduce": reduce,
+        "rows": rows,
     }
     return _from_channel_rows(out, x.shape), cache
 
 
-class _RowSlices:
-    """Run per-row work of an (N*H*W, C) matrix in batch slices on several cores.
+class _BatchRows:
+    """The rows of a channels-last (N*H*W, C) matrix, worked on a few samples at a time.
 
-    Column sums are summed slice by slice in a fixed order (reproducible), then,
-    with a ``reduce``, over the shards of the batch (in shard order).
+    ``run(fn)`` calls ``fn(rows)`` on row ranges covering the matrix, one slice
+    of samples per core (``convnp.backend``); ``sum(fn)`` adds up what those
+    calls return, in a fixed order, and then, for one shard of a larger batch,
+    over the shards (``shard_sum``, which sums an array over every shard in
+    shard order), so that a statistic is always the whole batch's.
     """
 
-    def __init__(self, shape: tuple[int, ...], reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        self.reduce = reduce
-        self.batch = shape[0]
+    def __init__(self, shape: tuple[int, ...], shard_sum: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.shard_sum = shard_sum
+        self.samples = shape[0]
         self.rows_per_sample = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
         self.elements = int(np.prod(shape, dtype=np.int64))
+        local_count = self.samples * self.rows_per_sample
+        self.count = local_count if shard_sum is None else int(shard_sum(np.array(local_count, dtype=np.int64)))
 
-    def _rows(self, start: int, stop: int) -> slice:
-        return slice(start * self.rows_per_sample, stop * self.rows_per_sample)
+    def _rows(self, first: int, last: int) -> slice:
+        return slice(first * self.rows_per_sample, last * self.rows_per_sample)
 
-    def run(self, fn):
-        return parallel_over_batch(self.batch, self.elements, lambda start, stop: fn(self._rows(start, stop)))
+    def run(self, fn: Callable[[slice], None]) -> None:
+        run_batched(lambda first, last: fn(self._rows(first, last)), self.samples, self.elements)
 
-    def summed(self, fn) -> np.ndarray:
-        return self.reduced(self.local_sum(fn))
+    def local_sum(self, fn: Callable[[slice], np.ndarray]) -> np.ndarray:
+        """The sum over this array's own rows (this shard's part of the batch)."""
+        return sum_batched(lambda first, last: fn(self._rows(first, last)), self.samples, self.elements)
 
-    def local_sum(self, fn) -> np.ndarray:
-        """The sum over this array's own slices (this shard's part)."""
-        parts = self.run(fn)
-        total = parts[0]
-        for part in parts[1:]:
-            total = total + part
-        return total
+    def across_shards(self, local: np.ndarray) -> np.ndarray:
+        return local if self.shard_sum is None else self.shard_sum(local)
 
-    def reduced(self, local: np.ndarray) -> np.ndarray:
-        return local if self.reduce is None else self.reduce(local)
+    def sum(self, fn: Callable[[slice], np.ndarray]) -> np.ndarray:
+        return self.across_shards(self.local_sum(fn))
 
 
 def _channel_rows(x: np.ndarray) -> np.ndarray:
@@ -289,26 +283,26 @@ def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
     dout = check_dout(dout, cache["shape"], "batch_norm_backward")
     dout_rows = _channel_rows(dout)  # (N*H*W, C), a view when dout is channels-last
     count = cache["count"]
-    slices = _RowSlices(cache["shape"], cache["reduce"])
-    local_sums = slices.local_sum(
-        lambda rows: np.stack([column_sum(dout_rows[rows]), np.einsum("ij,ij->j", dout_rows[rows], x_hat[rows])])
+    rows = cache["rows"]
+    local_sums = rows.local_sum(
+        lambda part: np.stack([column_sum(dout_rows[part]), np.einsum("ij,ij->j", dout_rows[part], x_hat[part])])
     )
-    sum_dout, sum_dout_x_hat = slices.reduced(local_sums)  # (C,) each, over the whole batch
+    sum_dout, sum_dout_x_hat = rows.across_shards(local_sums)  # (C,) each, over the whole batch
     scale = inv_std if weight is None else weight * inv_std
     dx = np.empty(dout_rows.shape, dtype=dout.dtype)
     mean_dout = sum_dout / dout.dtype.type(count)
     mean_dout_x_hat = sum_dout_x_hat / dout.dtype.type(count)
 
-    def input_grad(rows: slice) -> None:
+    def input_grad(part: slice) -> None:
         if cache["batch_stats"]:
-            np.multiply(x_hat[rows], mean_dout_x_hat, out=dx[rows])
-            np.subtract(dout_rows[rows], dx[rows], out=dx[rows])
-            dx[rows] -= mean_dout
-            dx[rows] *= scale
+            np.multiply(x_hat[part], mean_dout_x_hat, out=dx[part])
+            np.subtract(dout_rows[part], dx[part], out=dx[part])
+            dx[part] -= mean_dout
+            dx[part] *= scale
         else:
-            np.multiply(dout_rows[rows], scale, out=dx[rows])
+            np.multiply(dout_rows[part], scale, out=dx[part])
 
-    slices.run(input_grad)
+    rows.run(input_grad)
     dbias, dweight = local_sums  # the sums over this shard's rows (the whole batch's without shards)
     return (
         _from_channel_rows(dx, cache["shape"]),

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convnp.backend import run_batched, scratch
 from convnp.functional.geometry import IntPair, Padding, pad_channels_last, pair, pool_geometry
-from convnp.functional.threads import parallel_over_batch
-from convnp.functional.workspace import scratch
 
 __all__ = [
     "max_pool2d_forward",
@@ -41,6 +40,7 @@ __all__ = [
     "global_avg_pool2d_backward",
     "PoolCache",
 ]
+
 
 @dataclass
 class PoolCache:
@@ -57,6 +57,7 @@ class PoolCache:
     right_wins: np.ndarray | None = None  # (N, 2*H_out, W_out, C): the right column beat the left
     bottom_wins: np.ndarray | None = None  # (N, H_out, W_out, C): the bottom row's max beat the top's
 
+
 def _pool_geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, padding: Padding, op: str):
     if not isinstance(x, np.ndarray) or x.ndim != 4:
         raise ValueError(f"{op}: expected x of shape (N, C, H, W), got {np.shape(x)}")
@@ -66,6 +67,7 @@ def _pool_geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, 
     stride = kernel if stride is None else pair(stride, "stride", op)
     pads, out_hw = pool_geometry(x.shape[2:], kernel, stride, padding, op, x.shape)
     return kernel, stride, pads, out_hw
+
 
 def _window_offsets(x: np.ndarray, cache: PoolCache, pad_value: float):
     """Yield ``(k, values)`` for every kernel offset k = p*KW + q, in row-major order.
@@ -83,6 +85,7 @@ def _window_offsets(x: np.ndarray, cache: PoolCache, pad_value: float):
         for q in range(kw):
             yield p * kw + q, x_padded[:, p : p + sh * (h_out - 1) + 1 : sh, q : q + sw * (w_out - 1) + 1 : sw, :]
 
+
 def _scatter_windows(window_grads, cache: PoolCache) -> np.ndarray:
     """Add per-window-offset gradients back onto the (padded) input, then crop.
 
@@ -99,96 +102,6 @@ def _scatter_windows(window_grads, cache: PoolCache) -> np.ndarray:
         for q in range(kw):
             dx_padded[:, p : p + sh * (h_out - 1) + 1 : sh, q : q + sw * (w_out - 1) + 1 : sw, :] += window_grads(p, q)
     return dx_padded[:, top : top + height, left : left + width, :].transpose(0, 3, 1, 2)
-
-def _is_halving(cache: PoolCache) -> bool:
-    """2x2 windows, stride 2, no padding: the pool in almost every CNN, with a faster path."""
-    return cache.kernel_size == (2, 2) and cache.stride == (2, 2) and cache.pads == (0, 0, 0, 0)
-
-def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:
-    """2x2 / stride 2 max pooling as two pairwise maxima: columns, then rows.
-
-    Comparing the left and right column of every window first, then the top
-    and bottom row of those maxima, picks the first maximum in row-major order
-    on ties (a tie between rows goes to the top row, whose winner already came
-    first in its row). Each step reads memory in long runs, with no window
-    gather. Returns None when the output holds a NaN: the general path then
-    applies PyTorch's NaN rule.
-
-    Shape: x (N, C, H, W) -> (N, H_out, W_out, C)
-    """
-    n, channels = cache.x_shape[:2]
-    h_out, w_out = cache.out_hw
-    x_nhwc = x.transpose(0, 2, 3, 1)
-    out = np.empty((n, h_out, w_out, channels), dtype=x.dtype)
-    right_wins = np.empty((n, 2 * h_out, w_out, channels), dtype=bool)
-    bottom_wins = np.empty(out.shape, dtype=bool)
-
-    def pool(start: int, stop: int) -> None:
-        halving_pool_chunk(x_nhwc[start:stop], out[start:stop], right_wins[start:stop], bottom_wins[start:stop])
-
-    parallel_over_batch(n, x_nhwc.size, pool)
-    if np.isnan(out).any():
-        return None
-    cache.right_wins, cache.bottom_wins = right_wins, bottom_wins
-    return out
-
-
-def halving_pool_chunk(
-    x_nhwc: np.ndarray, out: np.ndarray, right_wins: np.ndarray, bottom_wins: np.ndarray
-) -> None:
-    """2x2 / stride 2 max pooling of a few channels-last images, into ``out`` and the two masks.
-
-    Shape: x_nhwc (n, H, W, C) (an odd last row or column is dropped) -> out (n, H_out, W_out, C);
-    right_wins (n, 2*H_out, W_out, C), bottom_wins (n, H_out, W_out, C).
-    """
-    count, h_out, w_out, channels = out.shape
-    column_pairs = x_nhwc[:, : 2 * h_out, : 2 * w_out, :].reshape(count, 2 * h_out, w_out, 2, channels)  # a view
-    left, right = column_pairs[:, :, :, 0, :], column_pairs[:, :, :, 1, :]
-    column_max = scratch("pool column max", (count, 2 * h_out, w_out, channels), out.dtype)
-    np.maximum(left, right, out=column_max)  # (n, 2Ho, Wo, C)
-    np.greater(right, left, out=right_wins)
-    row_pairs = column_max.reshape(count, h_out, 2, w_out, channels)
-    top, bottom = row_pairs[:, :, 0], row_pairs[:, :, 1]
-    np.maximum(top, bottom, out=out)  # (n, Ho, Wo, C)
-    np.greater(bottom, top, out=bottom_wins)
-
-
-def _max_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
-    """The backward pass of ``_max_pool_halving``: route each gradient down the two choices.
-
-    Shape: dout (N, H_out, W_out, C) -> dx (N, H, W, C).
-    """
-    n, channels, height, width = cache.x_shape
-    dx = np.empty((n, height, width, channels), dtype=dout_nhwc.dtype)
-
-    def unpool(start: int, stop: int) -> None:
-        halving_unpool_chunk(
-            dout_nhwc[start:stop], cache.right_wins[start:stop], cache.bottom_wins[start:stop], dx[start:stop]
-        )
-
-    parallel_over_batch(n, dx.size, unpool)
-    return dx
-
-
-def halving_unpool_chunk(
-    dout_nhwc: np.ndarray, right_wins: np.ndarray, bottom_wins: np.ndarray, dx: np.ndarray
-) -> None:
-    """The backward pass of ``halving_pool_chunk`` for a few images, written into ``dx``.
-
-    Multiplying by a boolean mask (rather than ``np.where``) keeps each step a
-    single fast pass. Shape: dout (n, H_out, W_out, C) -> dx (n, H, W, C).
-    """
-    count, h_out, w_out, channels = dout_nhwc.shape
-    height, width = dx.shape[1:3]
-    drows = scratch("unpool rows", (count, h_out, 2, w_out, channels), dout_nhwc.dtype)
-    np.multiply(dout_nhwc, ~bottom_wins, out=drows[:, :, 0])
-    np.multiply(dout_nhwc, bottom_wins, out=drows[:, :, 1])
-    drows = drows.reshape(count, 2 * h_out, w_out, channels)
-    if height != 2 * h_out or width != 2 * w_out:
-        dx.fill(0)  # odd edges get no gradient
-    dcolumns = dx[:, : 2 * h_out, : 2 * w_out, :].reshape(count, 2 * h_out, w_out, 2, channels)
-    np.multiply(drows, ~right_wins, out=dcolumns[:, :, :, 0, :])
-    np.multiply(drows, right_wins, out=dcolumns[:, :, :, 1, :])
 
 
 def max_pool2d_forward(
@@ -222,6 +135,7 @@ def max_pool2d_forward(
     cache.argmax = argmax
     return out.transpose(0, 3, 1, 2), cache
 
+
 def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Route each window's gradient to the input its maximum came from.
 
@@ -233,6 +147,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
         return _max_unpool_halving(dout_nhwc, cache).transpose(0, 3, 1, 2)
     kw = cache.kernel_size[1]
     return _scatter_windows(lambda p, q: dout_nhwc * (cache.argmax == p * kw + q), cache)
+
 
 def avg_pool2d_forward(
     x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
@@ -251,6 +166,7 @@ def avg_pool2d_forward(
     out *= x.dtype.type(1.0 / (kernel[0] * kernel[1]))
     return out.transpose(0, 3, 1, 2), cache
 
+
 def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Every input in a window receives dout / (KH*KW) from that window.
 
@@ -262,6 +178,126 @@ def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
         return _avg_unpool_halving(dout.transpose(0, 2, 3, 1), cache).transpose(0, 3, 1, 2)
     dout_share = dout.transpose(0, 2, 3, 1) / dout.dtype.type(kh * kw)
     return _scatter_windows(lambda p, q: dout_share, cache)
+
+
+def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Mean over the spatial axes. Shape: x (N, C, H, W) -> out (N, C)."""
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise ValueError(f"global_avg_pool2d: expected x of shape (N, C, H, W), got {np.shape(x)}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"global_avg_pool2d: expected a floating-point x, got dtype {x.dtype}")
+    return x.mean(axis=(2, 3)), x.shape
+
+
+def global_avg_pool2d_backward(dout: np.ndarray, cache: tuple[int, int, int, int]) -> np.ndarray:
+    """Spread dout evenly over the spatial axes. Shape: dout (N, C) -> dx (N, C, H, W)."""
+    n, channels, height, width = cache
+    if dout.shape != (n, channels):
+        raise ValueError(f"global_avg_pool2d_backward: expected dout of shape {(n, channels)}, got {dout.shape}")
+    dx = np.empty(cache, dtype=dout.dtype)
+    dx[...] = (dout / dout.dtype.type(height * width))[:, :, None, None]
+    return dx
+
+
+def _check_dout(dout: np.ndarray, cache: PoolCache, op: str) -> None:
+    expected = (*cache.x_shape[:2], *cache.out_hw)
+    if dout.shape != expected:
+        raise ValueError(f"{op}: expected dout of shape {expected}, got {dout.shape}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Speed only: 2x2 / stride 2 pooling without padding (the pool of almost every CNN) as pairwise
+# maxima and broadcast products over long memory runs, instead of a gather of windows. Values and
+# gradients are those of the general path above; a NaN falls back to it.
+# ----------------------------------------------------------------------------------------------
+def _is_halving(cache: PoolCache) -> bool:
+    """2x2 windows, stride 2, no padding: the pool in almost every CNN, with a faster path."""
+    return cache.kernel_size == (2, 2) and cache.stride == (2, 2) and cache.pads == (0, 0, 0, 0)
+
+
+def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:
+    """2x2 / stride 2 max pooling as two pairwise maxima: columns, then rows.
+
+    Comparing the left and right column of every window first, then the top
+    and bottom row of those maxima, picks the first maximum in row-major order
+    on ties (a tie between rows goes to the top row, whose winner already came
+    first in its row). Each step reads memory in long runs, with no window
+    gather. Returns None when the output holds a NaN: the general path then
+    applies PyTorch's NaN rule.
+
+    Shape: x (N, C, H, W) -> (N, H_out, W_out, C)
+    """
+    n, channels = cache.x_shape[:2]
+    h_out, w_out = cache.out_hw
+    x_nhwc = x.transpose(0, 2, 3, 1)
+    out = np.empty((n, h_out, w_out, channels), dtype=x.dtype)
+    right_wins = np.empty((n, 2 * h_out, w_out, channels), dtype=bool)
+    bottom_wins = np.empty(out.shape, dtype=bool)
+
+    def pool(first: int, last: int) -> None:
+        halving_pool_chunk(x_nhwc[first:last], out[first:last], right_wins[first:last], bottom_wins[first:last])
+
+    run_batched(pool, n, x_nhwc.size)
+    if np.isnan(out).any():
+        return None
+    cache.right_wins, cache.bottom_wins = right_wins, bottom_wins
+    return out
+
+
+def halving_pool_chunk(x_nhwc: np.ndarray, out: np.ndarray, right_wins: np.ndarray, bottom_wins: np.ndarray) -> None:
+    """2x2 / stride 2 max pooling of a few channels-last images, into ``out`` and the two masks.
+
+    Shape: x_nhwc (n, H, W, C) (an odd last row or column is dropped) -> out (n, H_out, W_out, C);
+    right_wins (n, 2*H_out, W_out, C), bottom_wins (n, H_out, W_out, C).
+    """
+    count, h_out, w_out, channels = out.shape
+    column_pairs = x_nhwc[:, : 2 * h_out, : 2 * w_out, :].reshape(count, 2 * h_out, w_out, 2, channels)  # a view
+    left, right = column_pairs[:, :, :, 0, :], column_pairs[:, :, :, 1, :]
+    column_max = scratch("pool column max", (count, 2 * h_out, w_out, channels), out.dtype)
+    np.maximum(left, right, out=column_max)  # (n, 2Ho, Wo, C)
+    np.greater(right, left, out=right_wins)
+    row_pairs = column_max.reshape(count, h_out, 2, w_out, channels)
+    top, bottom = row_pairs[:, :, 0], row_pairs[:, :, 1]
+    np.maximum(top, bottom, out=out)  # (n, Ho, Wo, C)
+    np.greater(bottom, top, out=bottom_wins)
+
+
+def _max_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """The backward pass of ``_max_pool_halving``: route each gradient down the two choices.
+
+    Shape: dout (N, H_out, W_out, C) -> dx (N, H, W, C).
+    """
+    n, channels, height, width = cache.x_shape
+    dx = np.empty((n, height, width, channels), dtype=dout_nhwc.dtype)
+
+    def unpool(first: int, last: int) -> None:
+        halving_unpool_chunk(
+            dout_nhwc[first:last], cache.right_wins[first:last], cache.bottom_wins[first:last], dx[first:last]
+        )
+
+    run_batched(unpool, n, dx.size)
+    return dx
+
+
+def halving_unpool_chunk(
+    dout_nhwc: np.ndarray, right_wins: np.ndarray, bottom_wins: np.ndarray, dx: np.ndarray
+) -> None:
+    """The backward pass of ``halving_pool_chunk`` for a few images, written into ``dx``.
+
+    Multiplying by a boolean mask (rather than ``np.where``) keeps each step a
+    single fast pass. Shape: dout (n, H_out, W_out, C) -> dx (n, H, W, C).
+    """
+    count, h_out, w_out, channels = dout_nhwc.shape
+    height, width = dx.shape[1:3]
+    drows = scratch("unpool rows", (count, h_out, 2, w_out, channels), dout_nhwc.dtype)
+    np.multiply(dout_nhwc, ~bottom_wins, out=drows[:, :, 0])
+    np.multiply(dout_nhwc, bottom_wins, out=drows[:, :, 1])
+    drows = drows.reshape(count, 2 * h_out, w_out, channels)
+    if height != 2 * h_out or width != 2 * w_out:
+        dx.fill(0)  # odd edges get no gradient
+    dcolumns = dx[:, : 2 * h_out, : 2 * w_out, :].reshape(count, 2 * h_out, w_out, 2, channels)
+    np.multiply(drows, ~right_wins, out=dcolumns[:, :, :, 0, :])
+    np.multiply(drows, right_wins, out=dcolumns[:, :, :, 1, :])
 
 
 def _avg_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
@@ -280,25 +316,3 @@ def _avg_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
     windows = dx[:, : 2 * h_out, : 2 * w_out, :].reshape(n, h_out, 2, w_out, 2, channels)  # a view
     np.multiply(dout_nhwc[:, :, None, :, None, :], dout_nhwc.dtype.type(0.25), out=windows)
     return dx
-
-def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Mean over the spatial axes. Shape: x (N, C, H, W) -> out (N, C)."""
-    if not isinstance(x, np.ndarray) or x.ndim != 4:
-        raise ValueError(f"global_avg_pool2d: expected x of shape (N, C, H, W), got {np.shape(x)}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"global_avg_pool2d: expected a floating-point x, got dtype {x.dtype}")
-    return x.mean(axis=(2, 3)), x.shape
-
-def global_avg_pool2d_backward(dout: np.ndarray, cache: tuple[int, int, int, int]) -> np.ndarray:
-    """Spread dout evenly over the spatial axes. Shape: dout (N, C) -> dx (N, C, H, W)."""
-    n, channels, height, width = cache
-    if dout.shape != (n, channels):
-        raise ValueError(f"global_avg_pool2d_backward: expected dout of shape {(n, channels)}, got {dout.shape}")
-    dx = np.empty(cache, dtype=dout.dtype)
-    dx[...] = (dout / dout.dtype.type(height * width))[:, :, None, None]
-    return dx
-
-def _check_dout(dout: np.ndarray, cache: PoolCache, op: str) -> None:
-    expected = (*cache.x_shape[:2], *cache.out_hw)
-    if dout.shape != expected:
-        raise ValueError(f"{op}: expected dout of shape {expected}, got {dout.shape}")

@@ -9,9 +9,9 @@ BLAS release the GIL, so plain Python threads run these slices in parallel.
 While a split op runs, BLAS is limited to one thread (restored afterwards), so
 the two levels of parallelism never compete for the same cores.
 
-Each slice computes exactly what the whole op would for those samples; the
-few values summed across the batch (weight and bias gradients) are summed
-slice by slice in a fixed order, so results are reproducible run to run.
+BLAS's thread count is set through threadpoolctl, which controls OpenBLAS,
+MKL and BLIS on Linux, macOS and Windows. When NumPy's BLAS is none it can
+control, ops run in one piece and BLAS keeps its own threading.
 
 Matrix products inside slices are written ``np.dot``, not ``@``/``np.matmul``:
 ``np.matmul`` keeps the GIL for the whole BLAS call when the result is small
@@ -20,14 +20,10 @@ stalls every other slice that needs the interpreter; ``np.dot`` releases it.
 
 The number of slices defaults to the CPUs this process may use (at most 8);
 ``set_num_threads(1)`` or ``CONVNP_NUM_THREADS=1`` runs every op in one piece.
-When the BLAS library's thread count cannot be controlled (a BLAS other than
-OpenBLAS, or not on Linux), ops also run in one piece and BLAS keeps its own
-threading.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from collections.abc import Callable
@@ -45,48 +41,22 @@ _settings: dict = {"threads": None}
 _executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 _inside = threading.local()
+_blas = None  # threadpoolctl's controller of NumPy's BLAS libraries, found on first use
 
 
-class _BlasThreads:
-    """Get and set the thread count of the OpenBLAS that NumPy loaded (via its C API)."""
-
-    def __init__(self) -> None:
-        self.get = self.set = None
-        try:
-            with open("/proc/self/maps") as maps:
-                paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
-        except OSError:
-            return
-        for path in sorted(paths):
-            try:
-                library = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for prefix in ("scipy_openblas", "openblas"):
-                for suffix in ("64_", ""):
-                    getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-                    setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-                    if getter is not None and setter is not None:
-                        getter.restype = ctypes.c_int
-                        setter.argtypes = [ctypes.c_int]
-                        self.get, self.set = getter, setter
-                        return
-
-    @property
-    def available(self) -> bool:
-        return self.set is not None
-
-
-_blas: _BlasThreads | None = None
-
-
-def _blas_threads() -> _BlasThreads:
+def _blas_controller():
+    """threadpoolctl's view of the BLAS libraries loaded in this process (NumPy's among them)."""
     global _blas
     if _blas is None:
-        import numpy  # noqa: F401  (OpenBLAS is loaded with NumPy)
+        import numpy  # noqa: F401  (BLAS is loaded with NumPy)
+        from threadpoolctl import ThreadpoolController
 
-        _blas = _BlasThreads()
+        _blas = ThreadpoolController().select(user_api="blas")
     return _blas
+
+
+def _blas_controllable() -> bool:
+    return len(_blas_controller().lib_controllers) > 0
 
 
 def _default_threads() -> int:
@@ -106,7 +76,7 @@ def _default_threads() -> int:
 def get_num_threads() -> int:
     """How many slices a batched op is split into (1 when BLAS cannot be controlled)."""
     if _settings["threads"] is None:
-        _settings["threads"] = _default_threads() if _blas_threads().available else 1
+        _settings["threads"] = _default_threads() if _blas_controllable() else 1
     return _settings["threads"]
 
 
@@ -114,7 +84,7 @@ def set_num_threads(threads: int) -> None:
     """Split batched ops into ``threads`` slices (1 turns splitting off)."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {threads!r}")
-    _settings["threads"] = threads if _blas_threads().available else 1
+    _settings["threads"] = threads if _blas_controllable() else 1
 
 
 def _forget_threads_after_fork() -> None:
@@ -124,6 +94,7 @@ def _forget_threads_after_fork() -> None:
     _executor = None
     _lock = threading.Lock()
     single_threaded_blas._depth = 0
+    single_threaded_blas._limiter = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -149,27 +120,23 @@ def _run_inside(fn: Callable[[int, int], T], start: int, stop: int) -> T:
 class single_threaded_blas:
     """Keep BLAS at one thread for a whole model pass (re-entrant); restores the count on exit.
 
-    Between split ops, a multi-threaded BLAS call would leave OpenBLAS's
-    worker threads spinning on the cores the next split op needs. A model's
-    forward and backward passes run inside this context, so every matrix
-    product in them runs inside a split op on one core each.
+    Between split ops, a multi-threaded BLAS call would leave BLAS's worker
+    threads spinning on the cores the next split op needs. A model's forward
+    and backward passes run inside this context, so every matrix product in
+    them runs inside a split op on one core each.
     """
 
     _depth = 0
-    _previous = None
+    _limiter = None  # threadpoolctl's limiter, which remembers the counts to restore
 
     def __enter__(self) -> single_threaded_blas:
-        blas = _blas_threads()
         cls = type(self)
-        if blas.available and get_num_threads() > 1:
+        self._active = get_num_threads() > 1 and _blas_controllable()
+        if self._active:
             with _lock:
                 if cls._depth == 0:
-                    cls._previous = blas.get()
-                    blas.set(1)
+                    cls._limiter = _blas_controller().limit(limits=1)
                 cls._depth += 1
-            self._active = True
-        else:
-            self._active = False
         return self
 
     def __exit__(self, *exc) -> None:
@@ -177,8 +144,9 @@ class single_threaded_blas:
             cls = type(self)
             with _lock:
                 cls._depth -= 1
-                if cls._depth == 0:
-                    _blas_threads().set(cls._previous)
+                if cls._depth == 0 and cls._limiter is not None:
+                    cls._limiter.restore_original_limits()
+                    cls._limiter = None
 
 
 def slice_bounds(batch: int, elements: int) -> list[int]:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from convnp.functional import threads
+from convnp.backend import threads
 from convnp.functional.conv import conv2d_backward, conv2d_forward
 from convnp.functional.linear import linear_backward, linear_forward
 from convnp.functional.normalization import batch_norm_backward, batch_norm_forward

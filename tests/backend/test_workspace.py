@@ -5,9 +5,9 @@ import threading
 import numpy as np
 import pytest
 
+from convnp.backend.workspace import scratch
 from convnp.functional.conv import im2col
 from convnp.functional.geometry import pad_channels_last
-from convnp.functional.workspace import scratch
 
 
 def test_the_same_purpose_reuses_one_buffer_and_grows_when_needed():
