@@ -155,9 +155,8 @@ def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, floa
     piece, each op splitting it across cores; a real training step runs whole-
     pass shards (``Sequential.train_pass``), which this view does not separate.
     """
+    from convnp.backend.threads import single_threaded_blas
     from convnp.functional.losses import softmax_cross_entropy
-    from convnp.functional.threads import single_threaded_blas
-    from convnp.nn.sequential import _run_forward, _step_backward
 
     x, y = batch
     plan = model.execution_plan()
@@ -167,19 +166,19 @@ def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, floa
         for step in range(steps + 1):
             out = x
             times_f, times_b = [], []
-            for layers in plan:
+            for plan_step in plan:
                 start = time.perf_counter()
-                out = _run_forward([layers], out, training=True)
+                out = plan_step.forward(out, training=True)
                 times_f.append(time.perf_counter() - start)
             _, grad = softmax_cross_entropy(out, y)
             for index in range(len(plan) - 1, -1, -1):
                 start = time.perf_counter()
-                grad = _step_backward(plan[index], grad, input_grad=index > 0)
+                grad = plan[index].backward(grad, input_grad=index > 0)
                 times_b.append(time.perf_counter() - start)
             if step:  # the first pass is a warm-up
                 forward += times_f
                 backward += times_b[::-1]
-    names = [" -> ".join(layer.short_repr() for layer in layers) for layers in plan]
+    names = [repr(plan_step) for plan_step in plan]
     return [(name, 1e3 * f / steps, 1e3 * b / steps) for name, f, b in zip(names, forward, backward)]
 
 

@@ -23,8 +23,8 @@ def test_relu_then_max_pool_runs_pooled_first_with_identical_results(pool, value
     # A fused activation keeps the convolution out of the conv + pool fusion (tested below).
     model = Sequential([Conv2D(4, 3, padding=1, activation="tanh"), ReLU(), pool, Flatten(), Dense(3)],
                        input_shape=(2, 7, 6), dtype="float64", seed=0)  # fmt: skip
-    assert [len(step) for step in model.execution_plan()] == [1, 2, 1, 1]
-    assert model.execution_plan()[1] == (model.layers[2], model.layers[1])
+    assert [len(step.layers) for step in model.execution_plan()] == [1, 2, 1, 1]
+    assert model.execution_plan()[1].layers == (model.layers[2], model.layers[1])
     rng = np.random.default_rng(0)
     if values == "ties":
         x = rng.integers(-1, 2, (3, 2, 7, 6)).astype(np.float64)  # many zeros and equal maxima
@@ -46,11 +46,11 @@ def test_relu_then_max_pool_runs_pooled_first_with_identical_results(pool, value
 
 def test_only_relu_followed_by_max_pool_is_reordered():
     model = Sequential([Conv2D(2, 3), Tanh(), MaxPool2D(2), ReLU(), Flatten(), ReLU(), Dense(2)], input_shape=(1, 6, 6))
-    assert all(len(step) == 1 for step in model.execution_plan())
+    assert all(len(step.layers) == 1 for step in model.execution_plan())
     assert len(model.execution_plan(stop=2)) == 2
     relu_pool = Sequential([ReLU(), MaxPool2D(2)], input_shape=(1, 4, 4))
-    assert [len(step) for step in relu_pool.execution_plan()] == [2]
-    assert [len(step) for step in relu_pool.execution_plan(stop=1)] == [1]  # the pair is cut by stop
+    assert [len(step.layers) for step in relu_pool.execution_plan()] == [2]
+    assert [len(step.layers) for step in relu_pool.execution_plan(stop=1)] == [1]  # the pair is cut by stop
 
 
 @pytest.mark.parametrize("relu", ["before_pool", "after_pool", "none"])
@@ -62,8 +62,8 @@ def test_conv_then_2x2_max_pool_runs_fused_with_identical_results(relu, values, 
     middle = {"before_pool": [ReLU(), MaxPool2D(2)], "after_pool": [MaxPool2D(2), ReLU()], "none": [MaxPool2D(2)]}
     model = Sequential([conv, *middle[relu], Flatten(), Dense(3)], input_shape=size, dtype="float64", seed=0)
     plan = model.execution_plan()
-    assert plan[0][:2] == (model.layers[0], model.layers[2 if relu == "before_pool" else 1])
-    assert len(plan[0]) == (2 if relu == "none" else 3) - (relu == "after_pool")
+    assert plan[0].layers[:2] == (model.layers[0], model.layers[2 if relu == "before_pool" else 1])
+    assert len(plan[0].layers) == (2 if relu == "none" else 3) - (relu == "after_pool")
     rng = np.random.default_rng(1)
     if values == "ties":
         x = rng.integers(-1, 2, (5, *size)).astype(np.float64)
@@ -86,7 +86,7 @@ def test_conv_then_2x2_max_pool_runs_fused_with_identical_results(relu, values, 
 def test_fused_conv_pool_falls_back_to_the_nan_rule_of_max_pool():
     model = Sequential([Conv2D(2, 3, padding=1), MaxPool2D(2), Flatten(), Dense(2)],
                        input_shape=(1, 6, 6), dtype="float64", seed=0)  # fmt: skip
-    assert len(model.execution_plan()[0]) == 2
+    assert len(model.execution_plan()[0].layers) == 2
     x = np.random.default_rng(0).standard_normal((2, 1, 6, 6))
     x[0, 0, 2, 3] = np.nan
     out = model.forward(x, training=True)
@@ -100,7 +100,7 @@ def test_fused_conv_pool_falls_back_to_the_nan_rule_of_max_pool():
 
 def test_only_conv_without_activation_and_2x2_stride_2_pools_are_fused():
     def plan(*layers, shape=(1, 8, 8)):
-        return [len(step) for step in Sequential(list(layers), input_shape=shape).execution_plan()]
+        return [len(step.layers) for step in Sequential(list(layers), input_shape=shape).execution_plan()]
 
     assert plan(Conv2D(2, 3, activation="relu"), MaxPool2D(2)) == [1, 1]
     assert plan(Conv2D(2, 3), MaxPool2D(2, stride=1)) == [1, 1]

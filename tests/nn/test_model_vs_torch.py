@@ -21,8 +21,17 @@ from convnp.nn import (
 def build_pair(torch, dtype: str):
     model = Sequential(
         [
-            Conv2D(6, 3, stride=2, padding=1), BatchNorm2D(), ReLU(), MaxPool2D(2),
-            Conv2D(8, (3, 2)), GroupNorm(2), Tanh(), Flatten(), Dense(16), Sigmoid(), Dense(5),
+            Conv2D(6, 3, stride=2, padding=1),
+            BatchNorm2D(),
+            ReLU(),
+            MaxPool2D(2),
+            Conv2D(8, (3, 2)),
+            GroupNorm(2),
+            Tanh(),
+            Flatten(),
+            Dense(16),
+            Sigmoid(),
+            Dense(5),
         ],  # fmt: skip
         input_shape=(3, 17, 15),
         dtype=dtype,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from convnp.functional import threads
+from convnp.backend import threads
 from convnp.functional.losses import softmax_cross_entropy
 from convnp.nn import (
     BatchNorm1D,

@@ -59,16 +59,6 @@ class Activation(Layer):
         dout = self.check_grad(dout)
         return self.backward_fn(dout, self.cache)
 
-    def forward_elementwise(self, x: np.ndarray) -> np.ndarray:
-        """Apply the activation to a batch of any shape (an elementwise op needs none).
-
-        ``Sequential`` uses this when it runs a ReLU after the max pooling that
-        follows it (see ``Sequential.execution_plan``); ``backward`` then takes
-        the gradient of that smaller output.
-        """
-        out, self.cache = self.forward_fn(x, **self.op_kwargs())
-        return out
-
 
 class ReLU(Activation):
     """out = max(x, 0); dx = dout where x > 0."""

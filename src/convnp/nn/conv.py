@@ -6,7 +6,6 @@ import numpy as np
 
 from convnp.checks import positive_int
 from convnp.functional.conv import conv2d_backward, conv2d_forward
-from convnp.functional.conv_pool import conv2d_max_pool2d_backward, conv2d_max_pool2d_forward
 from convnp.functional.geometry import IntPair, Padding, conv_geometry, normalize_padding, pair
 from convnp.nn.activations import activation_config, get_activation
 from convnp.nn.init import Initializer, get_initializer, initialize
@@ -57,8 +56,10 @@ class Conv2D(Layer):
         # Validates the padding argument now; "same" with stride > 1 is resolved at build.
         if not (isinstance(padding, str) and padding.lower() == "same"):
             normalize_padding(padding, self.kernel_size, self.stride, self.dilation, owner="Conv2D")
-        self.padding = padding if isinstance(padding, str) else (
-            int(padding) if isinstance(padding, (int, np.integer)) else tuple(int(p) for p in padding)
+        self.padding = (
+            padding
+            if isinstance(padding, str)
+            else (int(padding) if isinstance(padding, (int, np.integer)) else tuple(int(p) for p in padding))
         )
         self.groups = int(groups)
         self.use_bias = bool(use_bias)
@@ -103,33 +104,6 @@ class Conv2D(Layer):
         if self.activation is not None:
             out = self.activation.forward(out, training)
         return out
-
-    def forward_pooled(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """This convolution, then 2x2 / stride 2 max pooling, in one pass (no fused activation).
-
-        Equal to ``MaxPool2D(2)`` applied to ``forward(x)``, without the
-        full-size convolution output (``convnp/functional/conv_pool.py``).
-        ``Sequential`` runs a Conv2D followed by such a pool this way; the
-        gradient then comes back through ``backward_pooled``.
-
-        Shape: (N, C, H, W) -> (N, out_channels, H_out // 2, W_out // 2)
-        """
-        if self.activation is not None:
-            raise ValueError(f"{self.name}: forward_pooled needs a Conv2D without a fused activation")
-        x = self.check_input(x)
-        bias = None if self.bias is None else self.bias.data
-        out, self.cache = conv2d_max_pool2d_forward(
-            x, self.weight.data, bias, self.stride, self.padding, self.dilation, self.groups
-        )
-        return out
-
-    def backward_pooled(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """The backward pass of ``forward_pooled``: fills the parameter gradients, returns dx (or None)."""
-        dx, dweight, dbias = conv2d_max_pool2d_backward(self.check_grad(dout), self.cache, input_grad)
-        self.weight.grad = dweight
-        if self.bias is not None:
-            self.bias.grad = dbias
-        return dx
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return self._backward(dout, input_grad=True)

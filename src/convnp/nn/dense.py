@@ -14,8 +14,6 @@ from convnp.parameter import Parameter
 __all__ = ["Dense", "Flatten"]
 
 
-
-
 class Dense(Layer):
     """Fully connected layer: out = activation(x @ weight.T + bias).
 

@@ -66,7 +66,5 @@ def initialize(
 ) -> np.ndarray:
     values = np.asarray(get_initializer(init, owner)(tuple(shape), rng))
     if values.shape != tuple(shape):
-        raise ValueError(
-            f"{owner}: initializer returned shape {values.shape}, expected {tuple(shape)}"
-        )
+        raise ValueError(f"{owner}: initializer returned shape {values.shape}, expected {tuple(shape)}")
     return values.astype(dtype, copy=False)

@@ -35,9 +35,7 @@ def shape_mismatch(sample_shape: tuple[int, ...], actual: tuple[int, ...]) -> st
         if actual[1] != sample_shape[0]:
             details.append(f"{actual[1]} channels instead of {sample_shape[0]}")
         if actual[2:] != sample_shape[1:]:
-            details.append(
-                f"spatial size {actual[2]}x{actual[3]} instead of {sample_shape[1]}x{sample_shape[2]}"
-            )
+            details.append(f"spatial size {actual[2]}x{actual[3]} instead of {sample_shape[1]}x{sample_shape[2]}")
         return f"{message}: {' and '.join(details)}"
     if len(sample_shape) == 1:
         return f"{message}: {actual[1]} features instead of {sample_shape[0]}"
@@ -59,7 +57,7 @@ class Layer:
     #: Attributes holding a layer of their own (a fused activation), or None.
     sublayer_names: tuple[str, ...] = ()
     #: Whether a training-mode pass treats every sample on its own, so that a batch
-    #: can be cut into shards that run at the same time (``Sequential.train_pass``).
+    #: can be cut into shards that run at the same time (``convnp/nn/engine.py``).
     #: Batch norm (statistics over the batch) and dropout (one random stream for the
     #: whole batch) set it to False.
     batch_independent: bool = True
@@ -143,6 +141,14 @@ class Layer:
             if sublayer is not None:
                 setattr(twin, attr, sublayer.shard_copy())
         return twin
+
+    def self_and_sublayers(self) -> Iterator[Layer]:
+        """This layer, then the layers it holds (a fused activation) and theirs."""
+        yield self
+        for attr in self.sublayer_names:
+            sublayer = getattr(self, attr, None)
+            if sublayer is not None:
+                yield from sublayer.self_and_sublayers()
 
     def check_input(self, x: np.ndarray) -> np.ndarray:
         """Validate a batch against the built input shape (building on first use).

@@ -28,8 +28,6 @@ from convnp.parameter import Parameter
 __all__ = ["BatchNorm1D", "BatchNorm2D", "GroupNorm", "LayerNorm"]
 
 
-
-
 class _Normalization(Layer):
     """Shared parts: the affine parameters and writing their gradients."""
 

@@ -1,7 +1,9 @@
-"""What the shards of one training pass share: batch-wide sums and values drawn once.
+"""Sharded passes: one whole pass per core on a slice of the batch, and what the shards share.
 
-``Sequential.train_pass`` cuts a batch into one shard per core and runs the
-whole pass on each shard at the same time. Most layers treat every sample on
+``run_in_shards`` cuts a batch into one shard per core and runs the whole
+pass (forward, loss, backward, or inference) on each shard at the same time,
+each on its own twins of the plan's steps (``Step.shard_copy``): the cores meet
+once per pass instead of once per op. Most layers treat every sample on
 its own and need nothing from the other shards. Two need the whole batch:
 
 - batch norm normalises with the batch's mean and variance, and its backward
@@ -25,11 +27,65 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-__all__ = ["ShardGroup", "ShardContext"]
+from convnp.backend.reductions import ordered_sum
+from convnp.backend.threads import parallel_over_batch, single_threaded_blas, slice_bounds
+
+if TYPE_CHECKING:
+    from convnp.nn.layer import Layer
+    from convnp.nn.plan import Step
+
+__all__ = ["ShardGroup", "ShardContext", "run_in_shards", "pass_work", "shardable"]
+
+T = TypeVar("T")
+
+
+def pass_work(plan: list[Step], batch: int) -> int:
+    """The size of a pass, which grows with the values it computes: every step's output."""
+    return batch * sum(step.output_size() for step in plan)
+
+
+def shardable(layer: Layer) -> bool:
+    """Whether a training pass can run this layer in shards: it treats samples alone or exchanges the rest."""
+    return all(part.batch_independent or part.shard_aware for part in layer.self_and_sublayers())
+
+
+def run_in_shards(
+    plan: list[Step], batch: int, run_shard: Callable[[list[Step], int, int], T], exchanges: bool = False
+) -> list[T]:
+    """``run_shard(twins, start, end)`` on one contiguous shard of the batch per core, each with its own twins.
+
+    The twins are ``shard_copy``s of the plan's steps: shared weights, their own
+    caches. With ``exchanges``, each shard's layers get its ``ShardContext``
+    (``Layer.shard``) for what batch norm and dropout share across shards.
+    Returns the shards' results in order.
+    """
+    work = pass_work(plan, batch)
+    bounds = slice_bounds(batch, work)
+    group = ShardGroup(bounds) if exchanges and len(bounds) > 2 else None
+
+    def shard(start: int, end: int) -> T:
+        twins = [step.shard_copy() for step in plan]
+        if group is None:
+            return run_shard(twins, start, end)
+        context = group.context(bounds.index(start))
+        for step in twins:
+            for layer in step.layers:
+                for part in layer.self_and_sublayers():
+                    part.shard = context
+        try:
+            return run_shard(twins, start, end)
+        except threading.BrokenBarrierError:
+            return None  # another shard failed: its own exception is the one raised
+        except BaseException:
+            group.abort()  # release the other shards from the barrier
+            raise
+
+    with single_threaded_blas():
+        return parallel_over_batch(batch, work, shard)
 
 
 class ShardGroup:
@@ -72,11 +128,7 @@ class ShardContext:
 
     def sum(self, part: np.ndarray) -> np.ndarray:
         """The sum of every shard's ``part``, added in shard order (the same array in every shard)."""
-        parts = self._exchange(part)
-        total = parts[0]
-        for other in parts[1:]:
-            total = total + other
-        return total
+        return ordered_sum(self._exchange(part))
 
     def from_first(self, make: Callable[[], Any]) -> Any:
         """``make()``, called by the first shard only; every shard gets its result."""

@@ -1,0 +1,131 @@
+"""The execution engine: a plan of steps run forward, backward, in training and in inference.
+
+A model hands the engine its plan (``convnp/nn/plan.py``: a list of steps,
+each with ``forward`` and ``backward``); the engine knows nothing else of the
+model. Four passes:
+
+- ``forward``: ``for step in plan: x = step.forward(x, training)``;
+- ``backward``: the steps in reverse, each adding its parameter gradients;
+  the first step skips its input gradient unless asked for it;
+- ``train_pass``: forward, loss and backward for one batch, as one shard per
+  core when the plan allows (``convnp/nn/shards.py``), the shards' gradients
+  summed in shard order;
+- ``infer``: an inference pass as one shard per core, each step's input freed
+  as soon as it is used.
+
+Every pass keeps BLAS at one thread (``backend.threads.single_threaded_blas``):
+the parallelism is the batch split, inside each op or across whole shards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from convnp.backend import threads
+from convnp.backend.reductions import ordered_sum
+from convnp.backend.threads import single_threaded_blas
+from convnp.nn.plan import Step
+from convnp.nn.shards import pass_work, run_in_shards, shardable
+
+__all__ = ["forward", "backward", "train_pass", "infer"]
+
+LossFunction = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
+
+
+def forward(plan: list[Step], x: np.ndarray, training: bool) -> np.ndarray:
+    """Run the steps in order; returns the last step's output."""
+    with single_threaded_blas():  # every product runs inside a batch-split op (backend/threads.py)
+        for step in plan:
+            x = step.forward(x, training)
+    return x
+
+
+def backward(plan: list[Step], grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+    """The steps backwards, from the gradient of the plan's output; fills every parameter's ``grad``.
+
+    Returns the gradient of the plan's input, or None with ``input_grad=False``
+    (the first step then skips its dx: the first convolution's is a third of its backward work).
+    """
+    with single_threaded_blas():
+        for index in range(len(plan) - 1, -1, -1):
+            grad = plan[index].backward(grad, input_grad or index > 0)
+    return grad
+
+
+def train_pass(plan: list[Step], x: np.ndarray, targets: np.ndarray, loss_fn: LossFunction) -> tuple[float, np.ndarray]:
+    """Forward in training mode, loss, backward: fills every parameter's ``grad``; returns ``(loss, outputs)``.
+
+    ``loss_fn(outputs, targets)`` returns the mean loss over the samples it is
+    given and its gradient with respect to ``outputs``. The input gradient is
+    not computed, and when the loss is not finite no gradient is stored.
+
+    The batch is cut into one shard per core and each shard runs the whole
+    pass on its own twins of the steps. Each shard's loss and gradient are
+    weighted by its share of the batch, so the sum over shards (taken in shard
+    order, hence reproducible) is the gradient of the batch's mean loss.
+    Batch norm and dropout, which need the whole batch, exchange their sums
+    and masks between the shards. A plan with a layer that needs the whole
+    batch but cannot exchange, and a pass too small for its exchanges to pay
+    (the shards would meet more often than there is work between meetings:
+    tiny images and batches), run as one piece, each op splitting the batch
+    by itself when it is big enough.
+    """
+    layers = [layer for step in plan for layer in step.layers]
+    batch = len(x)
+    exchanges = sum(not all(part.batch_independent for part in layer.self_and_sublayers()) for layer in layers)
+    # The shards meet at every layer that exchanges: each stretch of work between two
+    # meetings must be worth it, by the rule that decides whether one op is split.
+    worth_meeting = pass_work(plan, batch) // (exchanges + 1) >= threads.MIN_ELEMENTS
+    if not all(shardable(layer) for layer in layers) or not worth_meeting:
+        outputs = forward(plan, x, training=True)
+        loss, dlogits = loss_fn(outputs, targets)
+        if math.isfinite(loss):
+            backward(plan, dlogits, input_grad=False)
+        return loss, outputs
+
+    def run_shard(twins: list[Step], start: int, end: int) -> tuple[float, np.ndarray, list[np.ndarray | None]]:
+        outputs = forward(twins, x[start:end], training=True)
+        loss, dlogits = loss_fn(outputs, targets[start:end])
+        share = (end - start) / batch
+        context = twins[0].layers[0].shard
+        # With exchanges in the backward pass, all shards must agree to run it.
+        finite = math.isfinite(loss) if context is None else context.all_finite(loss)
+        if finite:
+            if share != 1:
+                dlogits = dlogits * dlogits.dtype.type(share)
+            backward(twins, dlogits, input_grad=False)
+        grads = [param.grad for step in twins for layer in step.layers for param in layer.parameters()]
+        return loss * share, outputs, grads
+
+    shards = run_in_shards(plan, batch, run_shard, exchanges=exchanges > 0)
+    loss = math.fsum(shard[0] for shard in shards)
+    outputs = np.concatenate([shard[1] for shard in shards]) if len(shards) > 1 else shards[0][1]
+    if math.isfinite(loss):
+        params = [param for layer in layers for param in layer.parameters()]
+        for index, param in enumerate(params):
+            param.grad = ordered_sum([shard[2][index] for shard in shards])
+    return loss, outputs
+
+
+def infer(plan: list[Step], x: np.ndarray) -> np.ndarray:
+    """An inference pass that keeps nothing for a backward pass: one shard of the batch per core.
+
+    Each step's caches are dropped as soon as the next step has its output, so
+    every intermediate array is freed once used (and what an earlier pass left
+    is dropped first).
+    """
+
+    def run_shard(twins: list[Step], start: int, end: int) -> np.ndarray:
+        out = x[start:end]
+        for step in twins:
+            out = step.forward(out, training=False)
+            step.drop_caches()  # nothing runs backward: free each input as soon as it is used
+        return out
+
+    for step in plan:  # an earlier pass's caches are stale now: free them before this pass
+        step.drop_caches()
+    outputs = run_in_shards(plan, len(x), run_shard)
+    return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]

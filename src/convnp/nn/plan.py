@@ -1,0 +1,188 @@
+"""Execution plans: the steps a model's layers run as, each a small object with its own forward and backward.
+
+A model does not run its layers one by one. It first turns them into a plan,
+a list of steps, and the engine (``convnp/nn/engine.py``) runs
+``for step in plan: x = step.forward(x)`` and the steps' backward passes in
+reverse. Most steps are one layer (``LayerStep``). Two are reorderings or
+fusions that give exactly the same values and gradients while moving less
+memory:
+
+- ``PoolThenReLU``: a ``ReLU`` directly followed by a ``MaxPool2D`` runs as
+  pooling first, then ReLU on the pooled output (a quarter of the values for
+  2x2 pooling). max(relu(z)) = relu(max(z)) since ReLU never decreases and is
+  the identity on positive values, so where a window's maximum is positive
+  both orders choose the same input (ties included), and where it is not,
+  ReLU's zero gradient stops the gradient either way.
+- ``ConvPoolStep``: a ``Conv2D`` (without a fused activation) followed by 2x2 /
+  stride 2 max pooling, with or without a ReLU in between, runs as one chunked
+  pass in which the full-size convolution output never exists
+  (``convnp/functional/conv_pool.py``); a ReLU runs after the pooling, as above.
+
+A step holds no state of its own: what its backward pass needs stays in its
+layers' ``cache`` (a fused step keeps the fused op's cache in its first layer
+and the ReLU's in the ReLU), so a plan can be built again at any time and
+runs the same. ``shard_copy`` gives a twin over the layers' ``shard_copy``s, so that
+shards of one batch run the same plan at the same time
+(``convnp/nn/shards.py``). ``step.layers`` lists a step's layers in the order
+they compute: (pool, relu) for ``PoolThenReLU``, (conv, pool) or
+(conv, pool, relu) for ``ConvPoolStep``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from convnp.functional.activations import relu_backward, relu_forward
+from convnp.functional.conv_pool import conv2d_max_pool2d_backward, conv2d_max_pool2d_forward
+from convnp.nn.activations import ReLU
+from convnp.nn.conv import Conv2D
+from convnp.nn.layer import Layer
+from convnp.nn.pooling import MaxPool2D
+
+__all__ = ["Step", "LayerStep", "PoolThenReLU", "ConvPoolStep", "build_plan"]
+
+
+class Step:
+    """One step of a plan: ``forward(x, training)``, then ``backward(grad, input_grad)`` in reverse."""
+
+    layers: tuple[Layer, ...] = ()
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Back-propagate ``grad``, filling the parameter gradients; dx, or None when not ``input_grad``."""
+        raise NotImplementedError
+
+    def shard_copy(self) -> Step:
+        """A twin that runs another shard of the batch: same weights, its own caches and gradients."""
+        return type(self)(*(layer.shard_copy() for layer in self.layers))
+
+    def drop_caches(self) -> None:
+        """Forget what the last forward pass kept in the step's layers."""
+        for layer in self.layers:
+            for part in layer.self_and_sublayers():
+                part.cache = None
+
+    def output_size(self) -> int:
+        """Values per sample that the step's layers compute (the work a pass does grows with it)."""
+        return sum(math.prod(layer.output_shape) for layer in self.layers)
+
+    def __repr__(self) -> str:
+        return " -> ".join(layer.short_repr() for layer in self.layers)
+
+
+class LayerStep(Step):
+    """A layer run on its own."""
+
+    def __init__(self, layer: Layer) -> None:
+        self.layer = layer
+        self.layers = (layer,)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        return self.layer.forward(x, training=training)
+
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if input_grad:
+            return self.layer.backward(grad)
+        self.layer.backward_params(grad)  # the first layer: nothing needs its dx
+        return None
+
+
+class _ReLUAfter(Step):
+    """A step whose last part is a ReLU applied to its pooled output (any shape: ReLU is elementwise)."""
+
+    relu: ReLU | None = None
+
+    def relu_forward(self, out: np.ndarray) -> np.ndarray:
+        if self.relu is None:
+            return out
+        out, self.relu.cache = relu_forward(out)
+        return out
+
+    def relu_backward(self, grad: np.ndarray) -> np.ndarray:
+        if self.relu is None:
+            return grad
+        return relu_backward(self.relu.check_grad(grad), self.relu.cache)
+
+
+class PoolThenReLU(_ReLUAfter):
+    """``ReLU`` then ``MaxPool2D``, run as pool then ReLU (equal values and gradients; see the module text)."""
+
+    def __init__(self, pool: MaxPool2D, relu: ReLU) -> None:
+        self.pool, self.relu = pool, relu
+        self.layers = (pool, relu)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        return self.relu_forward(self.pool.forward(x, training=training))
+
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        grad = self.relu_backward(grad)
+        if input_grad:
+            return self.pool.backward(grad)
+        self.pool.backward_params(grad)
+        return None
+
+
+class ConvPoolStep(_ReLUAfter):
+    """``Conv2D`` then 2x2 / stride 2 ``MaxPool2D`` (and a ReLU before or after it) in one chunked pass.
+
+    Shape: (N, C, H, W) -> (N, F, H_conv // 2, W_conv // 2)
+    """
+
+    def __init__(self, conv: Conv2D, pool: MaxPool2D, relu: ReLU | None = None) -> None:
+        self.conv, self.pool, self.relu = conv, pool, relu
+        self.layers = (conv, pool) if relu is None else (conv, pool, relu)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        conv = self.conv
+        x = conv.check_input(x)
+        bias = None if conv.bias is None else conv.bias.data
+        out, conv.cache = conv2d_max_pool2d_forward(  # the fused op's cache, kept by the convolution
+            x, conv.weight.data, bias, conv.stride, conv.padding, conv.dilation, conv.groups
+        )
+        return self.relu_forward(out)
+
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        grad = self.conv.check_grad(self.relu_backward(grad))
+        dx, dweight, dbias = conv2d_max_pool2d_backward(grad, self.conv.cache, input_grad)
+        self.conv.weight.grad = dweight
+        if self.conv.bias is not None:
+            self.conv.bias.grad = dbias
+        return dx
+
+
+# ---------------------------------------------------------------------- planning
+def _poolable_conv(layer: Layer) -> bool:
+    return type(layer) is Conv2D and layer.activation is None
+
+
+def _halving_pool(layer: Layer) -> bool:
+    """A built MaxPool2D with 2x2 windows, stride 2 and no padding."""
+    if type(layer) is not MaxPool2D or not layer.built or layer.kernel_size != (2, 2) or layer.stride != (2, 2):
+        return False
+    height, width = layer.input_shape[1:]
+    return tuple(layer.output_shape[1:]) == (height // 2, width // 2)
+
+
+def build_plan(layers: list[Layer]) -> list[Step]:
+    """The steps that run ``layers`` in order, with the reorderings and fusions of the module text."""
+    plan: list[Step] = []
+    index = 0
+    while index < len(layers):
+        layer = layers[index]
+        following = layers[index + 1 : index + 3]
+        if type(layer) is ReLU and following and isinstance(following[0], MaxPool2D):
+            step: Step = PoolThenReLU(following[0], layer)
+        elif _poolable_conv(layer) and following and _halving_pool(following[0]):
+            step = ConvPoolStep(layer, following[0])
+        elif (_poolable_conv(layer) and len(following) == 2 and type(following[0]) is ReLU
+              and _halving_pool(following[1])):  # fmt: skip
+            step = ConvPoolStep(layer, following[1], following[0])
+        else:
+            step = LayerStep(layer)
+        plan.append(step)
+        index += len(step.layers)
+    return plan
