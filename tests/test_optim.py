@@ -161,9 +161,7 @@ def test_optimizer_matches_torch(case_id, ours, theirs, kwargs):
             if key == "step":
                 assert optimizer.state[index]["step"] == int(value.item())
             else:
-                np.testing.assert_allclose(
-                    optimizer.state[index][key], value.numpy(), rtol=1e-10, atol=1e-13
-                )
+                np.testing.assert_allclose(optimizer.state[index][key], value.numpy(), rtol=1e-10, atol=1e-13)
     assert optimizer.step_count == STEPS
 
 
@@ -171,9 +169,7 @@ def test_optimizer_matches_torch(case_id, ours, theirs, kwargs):
 @pytest.mark.parametrize(("case_id", "ours", "theirs", "kwargs"), CASES, ids=CASE_IDS)
 def test_float32_parameters_stay_float32_and_match_torch(case_id, ours, theirs, kwargs):
     params, optimizer = _convnp_run(lambda p: ours(p, **kwargs), dtype=np.float32)
-    torch_params, _ = _torch_run(
-        lambda p: getattr(torch.optim, theirs)(p, **kwargs), dtype=torch.float32
-    )
+    torch_params, _ = _torch_run(lambda p: getattr(torch.optim, theirs)(p, **kwargs), dtype=torch.float32)
     for param, torch_param in zip(params, torch_params, strict=True):
         assert param.data.dtype == np.float32
         np.testing.assert_allclose(param.data, torch_param.detach().numpy(), rtol=2e-5, atol=2e-6)
@@ -544,9 +540,7 @@ SCHEDULER_CASES = [
 
 
 @requires_torch
-@pytest.mark.parametrize(
-    ("case_id", "ours", "theirs"), SCHEDULER_CASES, ids=[c[0] for c in SCHEDULER_CASES]
-)
+@pytest.mark.parametrize(("case_id", "ours", "theirs"), SCHEDULER_CASES, ids=[c[0] for c in SCHEDULER_CASES])
 def test_scheduler_lr_sequence_matches_torch(case_id, ours, theirs):
     np.testing.assert_allclose(_convnp_lrs(ours), _torch_lrs(theirs), rtol=1e-12, atol=1e-15)
 
@@ -556,9 +550,7 @@ def test_scheduler_values_by_hand():
         [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
     )
     cosine = _convnp_lrs(lambda o: CosineAnnealingLR(o, T_max=4), lr=1.0, steps=4)
-    np.testing.assert_allclose(
-        cosine, [1.0, (1 + np.sqrt(0.5)) / 2, 0.5, (1 - np.sqrt(0.5)) / 2, 0.0], atol=1e-15
-    )
+    np.testing.assert_allclose(cosine, [1.0, (1 + np.sqrt(0.5)) / 2, 0.5, (1 - np.sqrt(0.5)) / 2, 0.0], atol=1e-15)
     warmup = _convnp_lrs(lambda o: WarmupCosine(o, 2, 4, start_factor=0.5), lr=1.0, steps=7)
     np.testing.assert_allclose(warmup, [0.5, 0.75, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0], atol=1e-15)
 
@@ -628,9 +620,7 @@ CONV_CASES = [
 
 
 @requires_torch
-@pytest.mark.parametrize(
-    ("case_id", "ours", "theirs", "kwargs"), CONV_CASES, ids=[c[0] for c in CONV_CASES]
-)
+@pytest.mark.parametrize(("case_id", "ours", "theirs", "kwargs"), CONV_CASES, ids=[c[0] for c in CONV_CASES])
 def test_optimizers_on_conv_model_match_torch(case_id, ours, theirs, kwargs):
     try:
         from convnp.functional import softmax_cross_entropy
@@ -650,9 +640,7 @@ def test_optimizers_on_conv_model_match_torch(case_id, ours, theirs, kwargs):
         input_shape=(1, 6, 6),
         dtype="float64",
     )
-    model.load_state_dict(
-        {k: v.detach().numpy().copy() for k, v in torch_model.state_dict().items()}
-    )
+    model.load_state_dict({k: v.detach().numpy().copy() for k, v in torch_model.state_dict().items()})
 
     rng = np.random.default_rng(7)
     x = rng.normal(size=(8, 1, 6, 6))
@@ -668,9 +656,7 @@ def test_optimizers_on_conv_model_match_torch(case_id, ours, theirs, kwargs):
         optimizer.step()
 
         torch_optimizer.zero_grad(set_to_none=True)
-        torch_loss = torch.nn.functional.cross_entropy(
-            torch_model(torch.tensor(x)), torch.tensor(labels)
-        )
+        torch_loss = torch.nn.functional.cross_entropy(torch_model(torch.tensor(x)), torch.tensor(labels))
         torch_loss.backward()
         torch_optimizer.step()
         np.testing.assert_allclose(float(loss), torch_loss.item(), rtol=1e-9)

@@ -71,9 +71,7 @@ def _as_parameter_list(params: Iterable[Parameter] | Parameter, owner: str) -> l
     seen: set[int] = set()
     for index, param in enumerate(params):
         if not isinstance(param, Parameter):
-            raise TypeError(
-                f"{owner}: params[{index}] is a {type(param).__name__}, not a convnp.nn.Parameter"
-            )
+            raise TypeError(f"{owner}: params[{index}] is a {type(param).__name__}, not a convnp.nn.Parameter")
         if not np.issubdtype(param.data.dtype, np.floating):
             raise TypeError(
                 f"{owner}: params[{index}] ({param.name or 'unnamed'}) has dtype "
@@ -410,9 +408,7 @@ class Adam(Optimizer):
         try:
             beta1, beta2 = betas
         except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"{type(self).__name__}: betas must be a pair (beta1, beta2), got {betas!r}"
-            ) from error
+            raise ValueError(f"{type(self).__name__}: betas must be a pair (beta1, beta2), got {betas!r}") from error
         self.betas = (float(beta1), float(beta2))
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
@@ -423,9 +419,7 @@ class Adam(Optimizer):
         owner = type(self).__name__
         for position, beta in enumerate(self.betas):
             if not 0.0 <= beta < 1.0:
-                raise ValueError(
-                    f"{owner}: invalid beta{position + 1} {beta!r} (must be in [0, 1))"
-                )
+                raise ValueError(f"{owner}: invalid beta{position + 1} {beta!r} (must be in [0, 1))")
         _check_nonnegative(owner, "eps", self.eps)
         _check_nonnegative(owner, "weight_decay", self.weight_decay)
 
@@ -622,8 +616,7 @@ def get_optimizer(
         return optimizer
     if not isinstance(name_or_optimizer, str):
         raise TypeError(
-            "get_optimizer: expected an optimizer name or an Optimizer, got "
-            f"{type(name_or_optimizer).__name__}"
+            f"get_optimizer: expected an optimizer name or an Optimizer, got {type(name_or_optimizer).__name__}"
         )
     optimizer_class = OPTIMIZERS.get(name_or_optimizer.lower())
     if optimizer_class is None:
@@ -677,10 +670,7 @@ def clip_grad_norm(
     else:
         # Per-tensor norms, then the norm of those: equal to the norm of the
         # concatenation, without building it.
-        norms = [
-            np.linalg.norm(np.asarray(p.grad, dtype=np.float64).ravel(), ord=norm_type)
-            for p in with_grad
-        ]
+        norms = [np.linalg.norm(np.asarray(p.grad, dtype=np.float64).ravel(), ord=norm_type) for p in with_grad]
         total_norm = float(np.linalg.norm(np.asarray(norms), ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total_norm):
         raise ValueError(f"clip_grad_norm: the total gradient norm is {total_norm}")
@@ -711,10 +701,7 @@ class LRScheduler:
 
     def __init__(self, optimizer: Optimizer) -> None:
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(
-                f"{type(self).__name__}: expected a convnp.optim.Optimizer, "
-                f"got {type(optimizer).__name__}"
-            )
+            raise TypeError(f"{type(self).__name__}: expected a convnp.optim.Optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer
         self.base_lr = optimizer.lr
         self.last_epoch = 0
@@ -869,9 +856,7 @@ class LinearWarmup(LRScheduler):
     def _validate(self) -> None:
         _check_epochs("LinearWarmup", "warmup_epochs", self.warmup_epochs, 0)
         if not 0.0 < self.start_factor <= 1.0:
-            raise ValueError(
-                f"LinearWarmup: start_factor must be in (0, 1], got {self.start_factor}"
-            )
+            raise ValueError(f"LinearWarmup: start_factor must be in (0, 1], got {self.start_factor}")
         if not 0.0 <= self.end_factor <= 1.0:
             raise ValueError(f"LinearWarmup: end_factor must be in [0, 1], got {self.end_factor}")
 
@@ -916,13 +901,10 @@ class WarmupCosine(LRScheduler):
     def _validate(self) -> None:
         if self.total_epochs <= self.warmup_epochs:
             raise ValueError(
-                f"WarmupCosine: total_epochs ({self.total_epochs}) must exceed "
-                f"warmup_epochs ({self.warmup_epochs})"
+                f"WarmupCosine: total_epochs ({self.total_epochs}) must exceed warmup_epochs ({self.warmup_epochs})"
             )
         if not 0.0 < self.start_factor <= 1.0:
-            raise ValueError(
-                f"WarmupCosine: start_factor must be in (0, 1], got {self.start_factor}"
-            )
+            raise ValueError(f"WarmupCosine: start_factor must be in (0, 1], got {self.start_factor}")
         _check_nonnegative("WarmupCosine", "eta_min", self.eta_min)
 
     def lr_at(self, epoch: int) -> float:

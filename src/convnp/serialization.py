@@ -389,7 +389,7 @@ def build_from_architecture(meta: dict, where: str = "convnp.load"):
 
 def model_state(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The model's state_dict from the arrays of ``load_file``."""
-    return {key[len("model/"):]: value for key, value in arrays.items() if key.startswith("model/")}
+    return {key[len("model/") :]: value for key, value in arrays.items() if key.startswith("model/")}
 
 
 def load(path: str | os.PathLike):
@@ -417,5 +417,5 @@ def optimizer_state(meta: dict, arrays: dict[str, np.ndarray]) -> dict | None:
         state = dict(meta["optimizer"]["state"])
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"convnp.load: the file's optimizer state is invalid ({error})") from error
-    state.update({key[len("optimizer/"):]: v for key, v in arrays.items() if key.startswith("optimizer/")})
+    state.update({key[len("optimizer/") :]: v for key, v in arrays.items() if key.startswith("optimizer/")})
     return state

@@ -158,6 +158,7 @@ def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_s
     softmax cross-entropy is applied to its input (the logits) instead.
     Returns ``(loss, number of correct predictions)``.
     """
+
     def loss_fn(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return _loss_and_grad(model, outputs, targets, loss, label_smoothing)
 

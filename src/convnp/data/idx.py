@@ -90,8 +90,7 @@ def _parse_idx(stream, path: Path, file_size: int, compressed: bool) -> np.ndarr
     dims_bytes = _read_up_to(stream, 4 * ndim)
     if len(dims_bytes) < 4 * ndim:
         raise ValueError(
-            f"{path}: truncated IDX header: {ndim} dimensions need {header_size} bytes, "
-            f"file has {4 + len(dims_bytes)}"
+            f"{path}: truncated IDX header: {ndim} dimensions need {header_size} bytes, file has {4 + len(dims_bytes)}"
         )
     dims = struct.unpack(f">{ndim}I", dims_bytes)
     dtype = IDX_DTYPES[code]

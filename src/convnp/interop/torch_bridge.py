@@ -63,9 +63,7 @@ def _import_torch(feature: str):
     try:
         import torch
     except ImportError as error:
-        raise ImportError(
-            f"{feature} needs PyTorch, which is not installed: {_INSTALL_HINT}"
-        ) from error
+        raise ImportError(f"{feature} needs PyTorch, which is not installed: {_INSTALL_HINT}") from error
     return torch
 
 
@@ -106,9 +104,7 @@ def __getattr__(name: str):
 def _resolved_pads(layer: Layer) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of a built conv or pool layer, "same" resolved."""
     dilation = layer.dilation if isinstance(layer, Conv2D) else (1, 1)
-    pads, _ = conv_geometry(
-        layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.name
-    )
+    pads, _ = conv_geometry(layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.name)
     return pads
 
 
@@ -323,9 +319,7 @@ def _module_padding(module) -> tuple[int, int, int, int]:
     return (ph, ph, pw, pw)
 
 
-def _convnp_padding(
-    module, index: int, pad: tuple[int, int, int, int] | None, kernel, stride, dilation, input_hw
-):
+def _convnp_padding(module, index: int, pad: tuple[int, int, int, int] | None, kernel, stride, dilation, input_hw):
     """The convnp ``padding`` argument for a torch conv/pool plus an optional pad in front."""
     if isinstance(module.padding, str):  # Conv2d(padding="same" | "valid")
         own = normalize_padding(module.padding, kernel, stride, dilation)
@@ -490,8 +484,7 @@ def from_torch(module_or_state_dict, input_shape: tuple[int, ...] | None = None,
         if not isinstance(state, Mapping):
             if not hasattr(state, "state_dict"):
                 raise TypeError(
-                    "from_torch: with model=, pass a state_dict or a torch module, got "
-                    f"{type(state).__name__}"
+                    f"from_torch: with model=, pass a state_dict or a torch module, got {type(state).__name__}"
                 )
             state = state.state_dict()
         return _load_state(model, state)
