@@ -2,7 +2,8 @@
 """Set up and run convnp on a fresh machine with nothing but Python 3.10+.
 
     python3 dev.py demo    # create .venv, install convnp, train a CNN on the embedded digits data
-    python3 dev.py test    # create .venv, install convnp with its test tools and PyTorch (CPU), run the tests
+    python3 dev.py test    # create .venv, install convnp with its test tools and PyTorch (CPU),
+                           # check style (ruff check, ruff format --check), run the tests
 
 The virtual environment lives in ./.venv (override with CONVNP_VENV). PyTorch
 is only a test oracle: the CPU build ``torch==2.13.0+cpu`` is installed when a
@@ -39,7 +40,10 @@ def ensure_venv(extras: str, with_torch: bool) -> None:
         venv.create(VENV, with_pip=True)
     pip("-e", f".[{extras}]")
     if with_torch and run(PYTHON, "-c", "import torch", check=False) != 0:
-        if pip(TORCH, check=False) != 0 and pip(TORCH, "--index-url", "https://download.pytorch.org/whl/cpu", check=False) != 0:
+        if (
+            pip(TORCH, check=False) != 0
+            and pip(TORCH, "--index-url", "https://download.pytorch.org/whl/cpu", check=False) != 0
+        ):
             print("PyTorch (CPU) could not be installed: the PyTorch comparison tests will be skipped.", flush=True)
 
 
@@ -50,7 +54,10 @@ def main(argv: list[str]) -> int:
         return run(BIN / "convnp", "train", *argv[1:], check=False)
     if task == "test":
         ensure_venv("dev", with_torch=True)
-        return run(PYTHON, "-m", "pytest", *argv[1:], check=False)
+        lint = run(BIN / "ruff", "check", "src", "tests", "benchmarks", "dev.py", check=False)
+        lint |= run(BIN / "ruff", "format", "--check", "src", "tests", "benchmarks", "dev.py", check=False)
+        tests = run(PYTHON, "-m", "pytest", *argv[1:], check=False)
+        return tests or lint
     print(__doc__)
     return 0 if task in ("help", "-h", "--help") else 2
 
