@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import resource
 import statistics
 import subprocess
@@ -34,7 +33,9 @@ import sys
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_info
 
+from convnp._optional import optional
 from convnp.models import build_model
 from convnp.nn import Conv2D
 from convnp.optim import SGD
@@ -48,10 +49,7 @@ NETWORKS = {
 
 
 def blas_threads() -> int:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count() or 1))
+    """The thread count of NumPy's BLAS (PyTorch is given as many)."""
     counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
     return counts[0] if counts else 1
 
@@ -274,12 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown networks {unknown}; choose from {list(NETWORKS)}")
 
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-        except ImportError:
-            print("PyTorch is not installed: timing convnp alone (pip install torch for the comparison).")
+    torch = None if args.no_torch else optional("torch")
+    if torch is None and not args.no_torch:
+        print("PyTorch is not installed: timing convnp alone (pip install torch for the comparison).")
     threads = blas_threads()
     if torch is not None:
         torch.set_num_threads(threads)
