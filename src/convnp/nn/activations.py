@@ -73,9 +73,9 @@ class LeakyReLU(Activation):
     forward_fn = staticmethod(F.leaky_relu_forward)
     backward_fn = staticmethod(F.leaky_relu_backward)
 
-    def __init__(self, alpha: float = 0.01) -> None:
-        super().__init__()
-        self.alpha = _real(alpha, "alpha", self.name)
+    def __init__(self, alpha: float = 0.01, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.alpha = _real(alpha, "alpha", self.label)
 
     def op_kwargs(self) -> dict:
         return {"alpha": self.alpha}
@@ -87,9 +87,9 @@ class ELU(Activation):
     forward_fn = staticmethod(F.elu_forward)
     backward_fn = staticmethod(F.elu_backward)
 
-    def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__()
-        self.alpha = _real(alpha, "alpha", self.name)
+    def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.alpha = _real(alpha, "alpha", self.label)
 
     def op_kwargs(self) -> dict:
         return {"alpha": self.alpha}

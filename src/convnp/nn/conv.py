@@ -41,8 +41,9 @@ class Conv2D(Layer):
         activation=None,
         init: Initializer = "he",
         in_channels: int | None = None,
+        name: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(name=name)
         positive_int(out_channels, "out_channels", "Conv2D")
         positive_int(groups, "groups", "Conv2D")
         if out_channels % groups:
@@ -72,18 +73,18 @@ class Conv2D(Layer):
 
     def _build(self, input_shape, rng):
         if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: expected a per-sample input shape (C, H, W), got {input_shape}")
+            raise ValueError(f"{self.label}: expected a per-sample input shape (C, H, W), got {input_shape}")
         channels, height, width = input_shape
         if self.in_channels is not None and channels != self.in_channels:
-            raise ValueError(f"{self.name}: expected {self.in_channels} input channels, got input shape {input_shape}")
+            raise ValueError(f"{self.label}: expected {self.in_channels} input channels, got input shape {input_shape}")
         if channels % self.groups:
-            raise ValueError(f"{self.name}: {channels} input channels are not divisible by groups={self.groups}")
+            raise ValueError(f"{self.label}: {channels} input channels are not divisible by groups={self.groups}")
         self.in_channels = channels
         _, (h_out, w_out) = conv_geometry(
-            (height, width), self.kernel_size, self.stride, self.padding, self.dilation, self.name, input_shape
+            (height, width), self.kernel_size, self.stride, self.padding, self.dilation, self.label, input_shape
         )
         weight_shape = (self.out_channels, channels // self.groups, *self.kernel_size)
-        self.weight = Parameter(initialize(self.init, weight_shape, rng, self.dtype, self.name), "weight")
+        self.weight = Parameter(initialize(self.init, weight_shape, rng, self.dtype, self.label), "weight")
         self.bias = Parameter(np.zeros(self.out_channels, dtype=self.dtype), "bias") if self.use_bias else None
         output_shape = (self.out_channels, h_out, w_out)
         if self.activation is not None:

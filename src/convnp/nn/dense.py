@@ -40,13 +40,14 @@ class Dense(Layer):
         activation: str | Layer | dict | None = None,
         init: init_module.Initializer = "he",
         in_features: int | None = None,
+        name: str | None = None,
     ) -> None:
-        super().__init__()
-        self.out_features = positive_int(out_features, "out_features", self.name)
-        self.in_features = positive_int(in_features, "in_features", self.name, allow_none=True)
+        super().__init__(name=name)
+        self.out_features = positive_int(out_features, "out_features", self.label)
+        self.in_features = positive_int(in_features, "in_features", self.label, allow_none=True)
         self.use_bias = bool(use_bias)
-        self.activation = get_activation(activation, owner=self.name)
-        init_module.get_initializer(init, owner=self.name)  # fail now, not at build time
+        self.activation = get_activation(activation, owner=self.label)
+        init_module.get_initializer(init, owner=self.label)  # fail now, not at build time
         self.init = init
         self.weight: Parameter | None = None
         self.bias: Parameter | None = None
@@ -54,17 +55,17 @@ class Dense(Layer):
     def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         if len(input_shape) != 1:
             raise ValueError(
-                f"{self.name}: expected a per-sample input of shape (features,), "
+                f"{self.label}: expected a per-sample input of shape (features,), "
                 f"got {input_shape}; add a Flatten layer before it"
             )
         (features,) = input_shape
         if self.in_features is not None and self.in_features != features:
             raise ValueError(
-                f"{self.name}: in_features={self.in_features} was given but the input has {features} features"
+                f"{self.label}: in_features={self.in_features} was given but the input has {features} features"
             )
         self.in_features = features
         shape = (self.out_features, features)
-        self.weight = Parameter(init_module.initialize(self.init, shape, rng, self.dtype, owner=self.name), "weight")
+        self.weight = Parameter(init_module.initialize(self.init, shape, rng, self.dtype, owner=self.label), "weight")
         self.bias = None
         if self.use_bias:
             self.bias = Parameter(np.zeros(self.out_features, dtype=self.dtype), "bias")
@@ -131,5 +132,5 @@ class Flatten(Layer):
         input_shape = self.cache
         expected = (input_shape[0], *self.output_shape)
         if dout.shape != expected:
-            raise ValueError(f"{self.name}: expected dout of shape {expected}, got {dout.shape}")
+            raise ValueError(f"{self.label}: expected dout of shape {expected}, got {dout.shape}")
         return dout.reshape(input_shape)  # (N, C*H*W) -> (N, C, H, W)

@@ -29,10 +29,10 @@ class Dropout(Layer):
     batch_independent = False  # one random stream draws the masks of the whole batch, in order
     shard_aware = True  # in a sharded pass the first shard draws the whole batch's mask (nn/shards.py)
 
-    def __init__(self, p: float = 0.5, rng: np.random.Generator | int | None = None) -> None:
-        super().__init__()
+    def __init__(self, p: float = 0.5, rng: np.random.Generator | int | None = None, name: str | None = None) -> None:
+        super().__init__(name=name)
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
-            raise ValueError(f"{self.name}: p must be a number in [0, 1), got {p!r}")
+            raise ValueError(f"{self.label}: p must be a number in [0, 1), got {p!r}")
         self.p = float(p)
         # A seed is remembered for get_config; a Generator's state is not JSON.
         self.seed = int(rng) if isinstance(rng, (int, np.integer)) else None

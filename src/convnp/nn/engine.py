@@ -1,12 +1,18 @@
 """The execution engine: a plan of steps run forward, backward, in training and in inference.
 
 A model hands the engine its plan (``convnp/nn/plan.py``: a list of steps,
-each with ``forward`` and ``backward``); the engine knows nothing else of the
-model. Four passes:
+each with ``forward`` and ``backward``, reading and writing numbered values);
+the engine knows nothing else of the model. A chain (``Sequential``) and a
+graph (``Model``) run the same way. Four passes:
 
-- ``forward``: ``for step in plan: x = step.forward(x, training)``;
-- ``backward``: the steps in reverse, each adding its parameter gradients;
-  the first step skips its input gradient unless asked for it;
+- ``forward``: ``for step in plan: x = step.forward(x, training)``, each step
+  reading the values it names; a value is dropped once its last reader ran;
+- ``backward``: the steps in reverse, each adding its parameter gradients.
+  A value read by several steps (a skip connection's fan-out) receives the
+  sum of their gradients: by the chain rule, dL/dv = sum over the readers r
+  of dL/dr * dr/dv. A step that reads only the model input skips its input
+  gradient unless asked for it (the first convolution's dx is a third of its
+  backward work);
 - ``train_pass``: forward, loss and backward for one batch, as one shard per
   core when the plan allows (``convnp/nn/shards.py``), the shards' gradients
   summed in shard order;
@@ -27,7 +33,7 @@ import numpy as np
 from convnp.backend import threads
 from convnp.backend.reductions import ordered_sum
 from convnp.backend.threads import single_threaded_blas
-from convnp.nn.plan import Step
+from convnp.nn.plan import Plan
 from convnp.nn.shards import pass_work, run_in_shards, shardable
 
 __all__ = ["forward", "backward", "train_pass", "infer"]
@@ -35,27 +41,42 @@ __all__ = ["forward", "backward", "train_pass", "infer"]
 LossFunction = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 
 
-def forward(plan: list[Step], x: np.ndarray, training: bool) -> np.ndarray:
-    """Run the steps in order; returns the last step's output."""
+def forward(plan: Plan, x: np.ndarray, training: bool) -> np.ndarray:
+    """Run the steps in order; returns the plan's result."""
+    values = {0: x}
+    uses = plan.uses()
     with single_threaded_blas():  # every product runs inside a batch-split op (backend/threads.py)
         for step in plan:
-            x = step.forward(x, training)
-    return x
+            inputs = [values[value] for value in step.inputs]
+            values[step.output] = step.forward(inputs if len(inputs) > 1 else inputs[0], training)
+            for value in step.inputs:
+                uses[value] -= 1
+                if uses[value] == 0:
+                    del values[value]  # read by no later step: free it
+    return values[plan.output]
 
 
-def backward(plan: list[Step], grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-    """The steps backwards, from the gradient of the plan's output; fills every parameter's ``grad``.
+def backward(plan: Plan, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+    """The steps backwards, from the gradient of the plan's result; fills every parameter's ``grad``.
 
-    Returns the gradient of the plan's input, or None with ``input_grad=False``
-    (the first step then skips its dx: the first convolution's is a third of its backward work).
+    Returns the gradient of the plan's input, or None with ``input_grad=False``.
     """
+    grads = {plan.output: grad}
     with single_threaded_blas():
-        for index in range(len(plan) - 1, -1, -1):
-            grad = plan[index].backward(grad, input_grad or index > 0)
-    return grad
+        for step in reversed(plan.steps):
+            needed = input_grad or any(value != 0 for value in step.inputs)
+            input_grads = step.backward(grads.pop(step.output), needed)
+            if not needed:
+                continue
+            if len(step.inputs) == 1:
+                input_grads = [input_grads]
+            for value, value_grad in zip(step.inputs, input_grads):
+                # A value read by several steps gets the sum of their gradients (fan-out).
+                grads[value] = value_grad if value not in grads else grads[value] + value_grad
+    return grads.get(0)
 
 
-def train_pass(plan: list[Step], x: np.ndarray, targets: np.ndarray, loss_fn: LossFunction) -> tuple[float, np.ndarray]:
+def train_pass(plan: Plan, x: np.ndarray, targets: np.ndarray, loss_fn: LossFunction) -> tuple[float, np.ndarray]:
     """Forward in training mode, loss, backward: fills every parameter's ``grad``; returns ``(loss, outputs)``.
 
     ``loss_fn(outputs, targets)`` returns the mean loss over the samples it is
@@ -86,7 +107,7 @@ def train_pass(plan: list[Step], x: np.ndarray, targets: np.ndarray, loss_fn: Lo
             backward(plan, dlogits, input_grad=False)
         return loss, outputs
 
-    def run_shard(twins: list[Step], start: int, end: int) -> tuple[float, np.ndarray, list[np.ndarray | None]]:
+    def run_shard(twins: Plan, start: int, end: int) -> tuple[float, np.ndarray, list[np.ndarray | None]]:
         outputs = forward(twins, x[start:end], training=True)
         loss, dlogits = loss_fn(outputs, targets[start:end])
         share = (end - start) / batch
@@ -110,7 +131,7 @@ def train_pass(plan: list[Step], x: np.ndarray, targets: np.ndarray, loss_fn: Lo
     return loss, outputs
 
 
-def infer(plan: list[Step], x: np.ndarray) -> np.ndarray:
+def infer(plan: Plan, x: np.ndarray) -> np.ndarray:
     """An inference pass that keeps nothing for a backward pass: one shard of the batch per core.
 
     Each step's caches are dropped as soon as the next step has its output, so
@@ -118,12 +139,18 @@ def infer(plan: list[Step], x: np.ndarray) -> np.ndarray:
     is dropped first).
     """
 
-    def run_shard(twins: list[Step], start: int, end: int) -> np.ndarray:
-        out = x[start:end]
+    def run_shard(twins: Plan, start: int, end: int) -> np.ndarray:
+        values = {0: x[start:end]}
+        uses = twins.uses()
         for step in twins:
-            out = step.forward(out, training=False)
+            inputs = [values[value] for value in step.inputs]
+            values[step.output] = step.forward(inputs if len(inputs) > 1 else inputs[0], training=False)
             step.drop_caches()  # nothing runs backward: free each input as soon as it is used
-        return out
+            for value in step.inputs:
+                uses[value] -= 1
+                if uses[value] == 0:
+                    del values[value]
+        return values[twins.output]
 
     for step in plan:  # an earlier pass's caches are stale now: free them before this pass
         step.drop_caches()

@@ -33,15 +33,15 @@ class _Normalization(Layer):
 
     param_names = ("weight", "bias")
 
-    def __init__(self, eps: float) -> None:
-        super().__init__()
-        self.eps = check_eps(eps, self.name)
+    def __init__(self, eps: float, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.eps = check_eps(eps, self.label)
         self.weight: Parameter | None = None
         self.bias: Parameter | None = None
 
     def _check_rank(self, input_shape: tuple[int, ...]) -> None:
         if len(input_shape) < 1:
-            raise ValueError(f"{self.name}: expected a per-sample input of shape (C, ...), got {input_shape}")
+            raise ValueError(f"{self.label}: expected a per-sample input of shape (C, ...), got {input_shape}")
 
     def _build_affine(self, shape: tuple[int, ...]) -> None:
         self.weight = Parameter(np.ones(shape, dtype=self.dtype), "weight")
@@ -62,26 +62,28 @@ class _BatchNorm(_Normalization):
     layout = "(C,)"
     other = ""
 
-    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, num_features: int | None = None) -> None:
-        super().__init__(eps)
+    def __init__(
+        self, momentum: float = 0.1, eps: float = 1e-5, num_features: int | None = None, name: str | None = None
+    ) -> None:
+        super().__init__(eps, name=name)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-            raise TypeError(f"{self.name}: momentum must be a number in [0, 1], got {momentum!r}")
+            raise TypeError(f"{self.label}: momentum must be a number in [0, 1], got {momentum!r}")
         if not 0 <= momentum <= 1:
-            raise ValueError(f"{self.name}: momentum must be in [0, 1], got {momentum!r}")
+            raise ValueError(f"{self.label}: momentum must be in [0, 1], got {momentum!r}")
         self.momentum = float(momentum)
-        self.num_features = positive_int(num_features, "num_features", self.name, allow_none=True)
+        self.num_features = positive_int(num_features, "num_features", self.label, allow_none=True)
         self.running_mean: np.ndarray | None = None
         self.running_var: np.ndarray | None = None
 
     def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         if len(input_shape) != self.sample_ndim:
             raise ValueError(
-                f"{self.name}: expected a per-sample input of shape {self.layout}, got {input_shape}{self.other}"
+                f"{self.label}: expected a per-sample input of shape {self.layout}, got {input_shape}{self.other}"
             )
         channels = input_shape[0]
         if self.num_features is not None and self.num_features != channels:
             raise ValueError(
-                f"{self.name}: num_features={self.num_features} was given but the input has {channels} channels"
+                f"{self.label}: num_features={self.num_features} was given but the input has {channels} channels"
             )
         self.num_features = channels
         self._build_affine((channels,))
@@ -162,16 +164,16 @@ class GroupNorm(_Normalization):
         x: (N, C, ...), C divisible by num_groups; weight, bias: (C,); out: same as x
     """
 
-    def __init__(self, num_groups: int, eps: float = 1e-5) -> None:
-        super().__init__(eps)
-        self.num_groups = positive_int(num_groups, "num_groups", self.name)
+    def __init__(self, num_groups: int, eps: float = 1e-5, name: str | None = None) -> None:
+        super().__init__(eps, name=name)
+        self.num_groups = positive_int(num_groups, "num_groups", self.label)
 
     def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         self._check_rank(input_shape)
         channels = input_shape[0]
         if channels % self.num_groups != 0:
             raise ValueError(
-                f"{self.name}: num_groups={self.num_groups} does not divide the {channels} "
+                f"{self.label}: num_groups={self.num_groups} does not divide the {channels} "
                 f"channels of input shape {input_shape}"
             )
         self._build_affine((channels,))
@@ -201,8 +203,8 @@ class LayerNorm(_Normalization):
         x: (N, ...); weight, bias: per-sample shape x.shape[1:]; out: same as x
     """
 
-    def __init__(self, eps: float = 1e-5) -> None:
-        super().__init__(eps)
+    def __init__(self, eps: float = 1e-5, name: str | None = None) -> None:
+        super().__init__(eps, name=name)
 
     def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         self._check_rank(input_shape)

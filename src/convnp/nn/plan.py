@@ -1,9 +1,12 @@
 """Execution plans: the steps a model's layers run as, each a small object with its own forward and backward.
 
-A model does not run its layers one by one. It first turns them into a plan,
-a list of steps, and the engine (``convnp/nn/engine.py``) runs
-``for step in plan: x = step.forward(x)`` and the steps' backward passes in
-reverse. Most steps are one layer (``LayerStep``). Two are reorderings or
+A model does not run its layers one by one. It first turns its graph (a list
+of nodes, each a layer and the values it reads: ``Sequential``'s chain, or a
+``Model``'s DAG in topological order) into a plan, a list of steps, and the
+engine (``convnp/nn/engine.py``) runs ``for step in plan: x = step.forward(x)``
+and the steps' backward passes in reverse. Values are numbered: 0 is the
+model's input, k the output of node k - 1; a step reads ``step.inputs`` and
+writes ``step.output``. Most steps are one layer (``LayerStep``). Two are reorderings or
 fusions that give exactly the same values and gradients while moving less
 memory:
 
@@ -17,6 +20,10 @@ memory:
   stride 2 max pooling, with or without a ReLU in between, runs as one chunked
   pass in which the full-size convolution output never exists
   (``convnp/functional/conv_pool.py``); a ReLU runs after the pooling, as above.
+
+A fusion needs each fused value to feed nothing else (one consumer, and not
+the model's output), so a branch that reads a convolution's output keeps the
+convolution a step of its own.
 
 A step holds no state of its own: what its backward pass needs stays in its
 layers' ``cache`` (a fused step keeps the fused op's cache in its first layer
@@ -41,24 +48,34 @@ from convnp.nn.conv import Conv2D
 from convnp.nn.layer import Layer
 from convnp.nn.pooling import MaxPool2D
 
-__all__ = ["Step", "LayerStep", "PoolThenReLU", "ConvPoolStep", "build_plan"]
+__all__ = ["Step", "Plan", "LayerStep", "PoolThenReLU", "ConvPoolStep", "build_plan"]
 
 
 class Step:
-    """One step of a plan: ``forward(x, training)``, then ``backward(grad, input_grad)`` in reverse."""
+    """One step of a plan: ``forward(x, training)``, then ``backward(grad, input_grad)`` in reverse.
+
+    ``inputs`` are the numbers of the values it reads (one, or several for a
+    merge layer), ``output`` the number of the value it writes.
+    """
 
     layers: tuple[Layer, ...] = ()
+    inputs: tuple[int, ...] = (0,)
+    output: int = 1
 
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+    def forward(self, x, training: bool):
         raise NotImplementedError
 
-    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Back-propagate ``grad``, filling the parameter gradients; dx, or None when not ``input_grad``."""
+    def backward(self, grad: np.ndarray, input_grad: bool = True):
+        """Back-propagate ``grad``, filling the parameter gradients; dx (a list for several inputs), or None."""
         raise NotImplementedError
+
+    def wired(self, inputs: tuple[int, ...], output: int) -> Step:
+        self.inputs, self.output = tuple(inputs), output
+        return self
 
     def shard_copy(self) -> Step:
         """A twin that runs another shard of the batch: same weights, its own caches and gradients."""
-        return type(self)(*(layer.shard_copy() for layer in self.layers))
+        return type(self)(*(layer.shard_copy() for layer in self.layers)).wired(self.inputs, self.output)
 
     def drop_caches(self) -> None:
         """Forget what the last forward pass kept in the step's layers."""
@@ -72,6 +89,34 @@ class Step:
 
     def __repr__(self) -> str:
         return " -> ".join(layer.short_repr() for layer in self.layers)
+
+
+class Plan:
+    """The steps of a pass in order, and the number of the value that is its result."""
+
+    def __init__(self, steps: list[Step], output: int) -> None:
+        self.steps = steps
+        self.output = output
+
+    def __iter__(self):
+        return iter(self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, index):
+        return self.steps[index]
+
+    def shard_copy(self) -> Plan:
+        return Plan([step.shard_copy() for step in self.steps], self.output)
+
+    def uses(self) -> dict[int, int]:
+        """How many steps read each value (the result counts as one more reader)."""
+        counts = {self.output: 1}
+        for step in self.steps:
+            for value in step.inputs:
+                counts[value] = counts.get(value, 0) + 1
+        return counts
 
 
 class LayerStep(Step):
@@ -167,22 +212,46 @@ def _halving_pool(layer: Layer) -> bool:
     return tuple(layer.output_shape[1:]) == (height // 2, width // 2)
 
 
-def build_plan(layers: list[Layer]) -> list[Step]:
-    """The steps that run ``layers`` in order, with the reorderings and fusions of the module text."""
-    plan: list[Step] = []
-    index = 0
-    while index < len(layers):
-        layer = layers[index]
-        following = layers[index + 1 : index + 3]
-        if type(layer) is ReLU and following and isinstance(following[0], MaxPool2D):
-            step: Step = PoolThenReLU(following[0], layer)
-        elif _poolable_conv(layer) and following and _halving_pool(following[0]):
-            step = ConvPoolStep(layer, following[0])
-        elif (_poolable_conv(layer) and len(following) == 2 and type(following[0]) is ReLU
-              and _halving_pool(following[1])):  # fmt: skip
-            step = ConvPoolStep(layer, following[1], following[0])
+def build_plan(nodes: list[tuple[Layer, tuple[int, ...]]], output: int | None = None) -> Plan:
+    """The steps that compute ``nodes`` (layer, input values) in order, with the module text's fusions.
+
+    Node k writes value k + 1. ``output`` is the value the plan returns (by
+    default the last node's).
+    """
+    output = len(nodes) if output is None else output
+    readers: dict[int, list[int]] = {}
+    for index, (_, inputs) in enumerate(nodes):
+        for value in inputs:
+            readers.setdefault(value, []).append(index)
+
+    def only_reader(index: int) -> int | None:
+        """The one node that reads node ``index``'s output, if it has exactly one and it is not the result."""
+        value = index + 1
+        found = readers.get(value, [])
+        if value == output or len(found) != 1 or nodes[found[0]][1] != (value,):
+            return None
+        return found[0]
+
+    steps: list[Step] = []
+    fused: set[int] = set()
+    for index, (layer, inputs) in enumerate(nodes):
+        if index in fused:
+            continue
+        chain = [index]
+        reader = only_reader(index)
+        after = only_reader(reader) if reader is not None else None
+        if type(layer) is ReLU and reader is not None and isinstance(nodes[reader][0], MaxPool2D):
+            step: Step = PoolThenReLU(nodes[reader][0], layer)
+            chain.append(reader)
+        elif _poolable_conv(layer) and reader is not None and _halving_pool(nodes[reader][0]):
+            step = ConvPoolStep(layer, nodes[reader][0])
+            chain.append(reader)
+        elif (_poolable_conv(layer) and reader is not None and type(nodes[reader][0]) is ReLU
+              and after is not None and _halving_pool(nodes[after][0])):  # fmt: skip
+            step = ConvPoolStep(layer, nodes[after][0], nodes[reader][0])
+            chain += [reader, after]
         else:
             step = LayerStep(layer)
-        plan.append(step)
-        index += len(step.layers)
-    return plan
+        fused.update(chain)
+        steps.append(step.wired(inputs, chain[-1] + 1))
+    return Plan(steps, output)

@@ -22,21 +22,23 @@ class _Pool2D(Layer):
     _forward = staticmethod(max_pool2d_forward)
     _backward = staticmethod(max_pool2d_backward)
 
-    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0) -> None:
-        super().__init__()
-        self.kernel_size = pair(kernel_size, "kernel_size", self.name)
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride", self.name)
+    def __init__(
+        self, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0, name: str | None = None
+    ) -> None:
+        super().__init__(name=name)
+        self.kernel_size = pair(kernel_size, "kernel_size", self.label)
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", self.label)
         if not isinstance(padding, str):
             padding = padding if isinstance(padding, (int, np.integer)) else tuple(padding)
-            pads = normalize_padding(padding, self.kernel_size, self.stride, (1, 1), owner=self.name)
+            pads = normalize_padding(padding, self.kernel_size, self.stride, (1, 1), owner=self.label)
             padding = int(padding) if isinstance(padding, (int, np.integer)) else (int(padding[0]), int(padding[1]))
-            check_pool_padding(pads, self.kernel_size, padding, self.name)
+            check_pool_padding(pads, self.kernel_size, padding, self.label)
         self.padding = padding
 
     def _build(self, input_shape, rng):
         if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: expected a per-sample input shape (C, H, W), got {input_shape}")
-        _, out_hw = pool_geometry(input_shape[1:], self.kernel_size, self.stride, self.padding, self.name, input_shape)
+            raise ValueError(f"{self.label}: expected a per-sample input shape (C, H, W), got {input_shape}")
+        _, out_hw = pool_geometry(input_shape[1:], self.kernel_size, self.stride, self.padding, self.label, input_shape)
         return (input_shape[0], *out_hw)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -74,7 +76,7 @@ class GlobalAvgPool2D(Layer):
 
     def _build(self, input_shape, rng):
         if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: expected a per-sample input shape (C, H, W), got {input_shape}")
+            raise ValueError(f"{self.label}: expected a per-sample input shape (C, H, W), got {input_shape}")
         return (input_shape[0],)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:

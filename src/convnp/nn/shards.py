@@ -36,14 +36,14 @@ from convnp.backend.threads import parallel_over_batch, single_threaded_blas, sl
 
 if TYPE_CHECKING:
     from convnp.nn.layer import Layer
-    from convnp.nn.plan import Step
+    from convnp.nn.plan import Plan
 
 __all__ = ["ShardGroup", "ShardContext", "run_in_shards", "pass_work", "shardable"]
 
 T = TypeVar("T")
 
 
-def pass_work(plan: list[Step], batch: int) -> int:
+def pass_work(plan: Plan, batch: int) -> int:
     """The size of a pass, which grows with the values it computes: every step's output."""
     return batch * sum(step.output_size() for step in plan)
 
@@ -53,9 +53,7 @@ def shardable(layer: Layer) -> bool:
     return all(part.batch_independent or part.shard_aware for part in layer.self_and_sublayers())
 
 
-def run_in_shards(
-    plan: list[Step], batch: int, run_shard: Callable[[list[Step], int, int], T], exchanges: bool = False
-) -> list[T]:
+def run_in_shards(plan: Plan, batch: int, run_shard: Callable[[Plan, int, int], T], exchanges: bool = False) -> list[T]:
     """``run_shard(twins, start, end)`` on one contiguous shard of the batch per core, each with its own twins.
 
     The twins are ``shard_copy``s of the plan's steps: shared weights, their own
@@ -68,7 +66,7 @@ def run_in_shards(
     group = ShardGroup(bounds) if exchanges and len(bounds) > 2 else None
 
     def shard(start: int, end: int) -> T:
-        twins = [step.shard_copy() for step in plan]
+        twins = plan.shard_copy()
         if group is None:
             return run_shard(twins, start, end)
         context = group.context(bounds.index(start))
