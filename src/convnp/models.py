@@ -1,4 +1,4 @@
-"""Ready-made networks. Each builder returns a built ``Sequential``.
+"""Ready-made networks: built ``Sequential`` stacks and residual ``Model`` graphs.
 
 Every builder takes ``input_shape`` (C, H, W), ``num_classes`` and ``seed``
 (for the initial weights) and outputs logits; ``predict`` turns them into
@@ -8,6 +8,7 @@ probabilities.
 from __future__ import annotations
 
 from convnp.nn import (
+    Add,
     AvgPool2D,
     BatchNorm1D,
     BatchNorm2D,
@@ -15,12 +16,16 @@ from convnp.nn import (
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
+    Input,
     MaxPool2D,
+    Model,
+    Node,
     ReLU,
     Sequential,
 )
 
-__all__ = ["lenet5", "mnist_cnn", "convnet_bn", "MODELS", "build_model"]
+__all__ = ["lenet5", "mnist_cnn", "convnet_bn", "resnet20", "resnet32", "resnet56", "resnet18", "MODELS", "build_model"]
 
 
 def _check_shape(input_shape, builder: str) -> tuple[int, int, int]:
@@ -100,10 +105,86 @@ def convnet_bn(
     return Sequential(layers, input_shape=shape, dtype=dtype, seed=seed)
 
 
-MODELS = {"mnist_cnn": mnist_cnn, "lenet5": lenet5, "convnet_bn": convnet_bn}
+# ------------------------------------------------------------------ residual networks
+def basic_block(x: Node, channels: int, stride: int, prefix: str) -> Node:
+    """He et al.'s basic block with torchvision's names: two 3x3 convolutions, and the input added back.
+
+        out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))
+
+    The shortcut is the identity, or ``downsample`` (a strided 1x1 convolution
+    and batch norm) when the block changes the size or the channels.
+    Parameters are keyed ``{prefix}.conv1.weight``, ..., ``{prefix}.downsample.0.weight``.
+    """
+    out = Conv2D(channels, 3, stride=stride, padding=1, use_bias=False, name=f"{prefix}.conv1")(x)
+    out = ReLU()(BatchNorm2D(name=f"{prefix}.bn1")(out))
+    out = Conv2D(channels, 3, padding=1, use_bias=False, name=f"{prefix}.conv2")(out)
+    out = BatchNorm2D(name=f"{prefix}.bn2")(out)
+    shortcut = x
+    if stride != 1 or x.shape[0] != channels:
+        shortcut = Conv2D(channels, 1, stride=stride, use_bias=False, name=f"{prefix}.downsample.0")(x)
+        shortcut = BatchNorm2D(name=f"{prefix}.downsample.1")(shortcut)
+    return ReLU()(Add()([out, shortcut]))
 
 
-def build_model(name: str, input_shape, num_classes: int = 10, seed=None, **kwargs) -> Sequential:
+def _resnet(input_shape, num_classes, seed, dtype, stem: int, stages: list[tuple[int, int]], builder: str) -> Model:
+    """A 3x3 stride-1 stem, stages of basic blocks (channels, blocks; all but the first halve the size), a head."""
+    inputs = Input(_check_shape(input_shape, builder))
+    x = ReLU()(BatchNorm2D(name="bn1")(Conv2D(stem, 3, padding=1, use_bias=False, name="conv1")(inputs)))
+    for stage, (channels, blocks) in enumerate(stages, start=1):
+        for block in range(blocks):
+            stride = 2 if stage > 1 and block == 0 else 1
+            x = basic_block(x, channels, stride, f"layer{stage}.{block}")
+    logits = Dense(num_classes, name="fc")(Flatten()(GlobalAvgPool2D()(x)))
+    return Model(inputs, logits, dtype=dtype, seed=seed)
+
+
+def _cifar_resnet(depth: int):
+    blocks = (depth - 2) // 6
+
+    def build(input_shape=(3, 32, 32), num_classes: int = 10, seed=None, dtype="float32") -> Model:
+        return _resnet(
+            input_shape, num_classes, seed, dtype, 16, [(16, blocks), (32, blocks), (64, blocks)], f"resnet{depth}"
+        )
+
+    build.__name__ = f"resnet{depth}"
+    build.__doc__ = f"""ResNet-{depth} for small images (He et al. 2016, CIFAR-10): 6n+2 layers with n = {blocks}.
+
+    A 3x3 stem of 16 channels, three stages of {blocks} basic blocks with 16, 32 and 64 channels
+    (the second and third start with stride 2 and a 1x1 projection shortcut), global average
+    pooling and a linear layer. Keys follow torchvision's ResNet ("layer2.0.downsample.0.weight").
+    """
+    return build
+
+
+resnet20 = _cifar_resnet(20)
+resnet32 = _cifar_resnet(32)
+resnet56 = _cifar_resnet(56)
+
+
+def resnet18(input_shape=(3, 32, 32), num_classes: int = 10, seed=None, dtype="float32") -> Model:
+    """ResNet-18 with torchvision's layout and state_dict keys, and a stem for small images.
+
+    torchvision's 7x7 stride-2 stem and its max pooling would leave a 28x28 or
+    32x32 image 7x7 or 8x8 pixels wide before the first block; here the stem is
+    one 3x3 stride-1 convolution (64 channels) and no pooling, the usual choice
+    for CIFAR-sized inputs. Then four stages of two basic blocks (64, 128, 256,
+    512 channels), global average pooling and ``fc``: about 11.2M parameters.
+    """
+    return _resnet(input_shape, num_classes, seed, dtype, 64, [(64, 2), (128, 2), (256, 2), (512, 2)], "resnet18")
+
+
+MODELS = {
+    "mnist_cnn": mnist_cnn,
+    "lenet5": lenet5,
+    "convnet_bn": convnet_bn,
+    "resnet20": resnet20,
+    "resnet32": resnet32,
+    "resnet56": resnet56,
+    "resnet18": resnet18,
+}
+
+
+def build_model(name: str, input_shape, num_classes: int = 10, seed=None, **kwargs) -> Sequential | Model:
     """Build a model by name (one of ``MODELS``)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {sorted(MODELS)}")

@@ -109,7 +109,9 @@ def _onnx_pads(pads: tuple[int, int, int, int]) -> list[int]:
 
 def _window_pads(layer: Layer, dilation: tuple[int, int]) -> list[int]:
     """The explicit pads of a windowed layer for its built input size ("same" resolved)."""
-    pads, _ = conv_geometry(layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.label)
+    pads, _ = conv_geometry(
+        layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.label
+    )
     return _onnx_pads(pads)
 
 

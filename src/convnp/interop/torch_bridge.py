@@ -104,7 +104,9 @@ def __getattr__(name: str):
 def _resolved_pads(layer: Layer) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of a built conv or pool layer, "same" resolved."""
     dilation = layer.dilation if isinstance(layer, Conv2D) else (1, 1)
-    pads, _ = conv_geometry(layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.label)
+    pads, _ = conv_geometry(
+        layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.label
+    )
     return pads
 
 
