@@ -37,6 +37,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from convnp._optional import require
 from convnp.functional.geometry import conv_geometry, normalize_padding, pair
 from convnp.nn.activations import ELU, Gaussian, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from convnp.nn.conv import Conv2D
@@ -58,17 +59,6 @@ _SUPPORTED_TORCH = (
 )
 
 
-def _import_torch(feature: str):
-    """Import torch, or raise ImportError saying how to install it."""
-    try:
-        import torch
-    except ImportError as error:
-        raise ImportError(
-            f"{feature} needs PyTorch, which is not installed: {_INSTALL_HINT}"
-        ) from error
-    return torch
-
-
 # ------------------------------------------------------------- the Gaussian module
 _GAUSSIAN_CLASS = None
 
@@ -82,7 +72,7 @@ def _gaussian_class():
     """
     global _GAUSSIAN_CLASS
     if _GAUSSIAN_CLASS is None:
-        torch = _import_torch("convnp.interop.torch_bridge.TorchGaussian")
+        torch = require("torch", "convnp.interop.torch_bridge.TorchGaussian", hint=_INSTALL_HINT)
 
         class TorchGaussian(torch.nn.Module):
             """out = exp(-x**2), convnp's ``Gaussian`` activation."""
@@ -106,9 +96,7 @@ def __getattr__(name: str):
 def _resolved_pads(layer: Layer) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of a built conv or pool layer, "same" resolved."""
     dilation = layer.dilation if isinstance(layer, Conv2D) else (1, 1)
-    pads, _ = conv_geometry(
-        layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.name
-    )
+    pads, _ = conv_geometry(layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.name)
     return pads
 
 
@@ -267,7 +255,7 @@ def to_torch(model: Sequential):
     TypeError
         For a layer type without a PyTorch equivalent (named with its index).
     """
-    torch = _import_torch("convnp.interop.to_torch")
+    torch = require("torch", "convnp.interop.to_torch", hint=_INSTALL_HINT)
     if not isinstance(model, Sequential):
         raise TypeError(f"to_torch: expected a convnp Sequential, got {type(model).__name__}")
     model._require_built("to_torch")
@@ -323,9 +311,7 @@ def _module_padding(module) -> tuple[int, int, int, int]:
     return (ph, ph, pw, pw)
 
 
-def _convnp_padding(
-    module, index: int, pad: tuple[int, int, int, int] | None, kernel, stride, dilation, input_hw
-):
+def _convnp_padding(module, index: int, pad: tuple[int, int, int, int] | None, kernel, stride, dilation, input_hw):
     """The convnp ``padding`` argument for a torch conv/pool plus an optional pad in front."""
     if isinstance(module.padding, str):  # Conv2d(padding="same" | "valid")
         own = normalize_padding(module.padding, kernel, stride, dilation)
@@ -490,8 +476,7 @@ def from_torch(module_or_state_dict, input_shape: tuple[int, ...] | None = None,
         if not isinstance(state, Mapping):
             if not hasattr(state, "state_dict"):
                 raise TypeError(
-                    "from_torch: with model=, pass a state_dict or a torch module, got "
-                    f"{type(state).__name__}"
+                    f"from_torch: with model=, pass a state_dict or a torch module, got {type(state).__name__}"
                 )
             state = state.state_dict()
         return _load_state(model, state)
@@ -500,7 +485,7 @@ def from_torch(module_or_state_dict, input_shape: tuple[int, ...] | None = None,
             "from_torch: a state_dict alone does not say the architecture; pass model= (a built "
             "convnp model), or a torch.nn.Sequential with input_shape="
         )
-    torch = _import_torch("convnp.interop.from_torch")
+    torch = require("torch", "convnp.interop.from_torch", hint=_INSTALL_HINT)
     nn = torch.nn
     module = module_or_state_dict
     if not isinstance(module, nn.Sequential):
