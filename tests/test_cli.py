@@ -428,32 +428,12 @@ def test_python_m_convnp_help():
 # ------------------------------------------------------------ export, bench
 def test_export_onnx(trained_run, tmp_path, capsys):
     onnx = pytest.importorskip("onnx")
-    interop = pytest.importorskip("convnp.interop")
-    if not hasattr(interop, "to_onnx"):
-        pytest.skip("convnp.interop.to_onnx is not written yet")
     out = tmp_path / "model.onnx"
     assert cli.main(["export", str(trained_run / "model.npz"), "--onnx", str(out), "--opset", "17"]) == 0
     assert str(out) in capsys.readouterr().out
     graph = onnx.load(str(out))
     onnx.checker.check_model(graph)
     assert any(opset.version == 17 for opset in graph.opset_import if opset.domain in ("", "ai.onnx"))
-
-
-def test_export_without_to_onnx(trained_run, tmp_path, monkeypatch, capsys):
-    interop = pytest.importorskip("convnp.interop")
-    monkeypatch.delattr(interop, "to_onnx", raising=False)
-    assert cli.main(["export", str(trained_run / "model.npz"), "--onnx", str(tmp_path / "m.onnx")]) == 1
-    assert "to_onnx" in capsys.readouterr().err
-
-
-def test_bench_simple_fallback(monkeypatch, capsys):
-    import convnp
-
-    monkeypatch.setitem(sys.modules, "convnp.bench", None)  # as if convnp.bench did not exist
-    monkeypatch.delattr(convnp, "bench", raising=False)  # (an earlier test may have imported it)
-    assert cli.main(["bench", "--batch-size", "4", "--steps", "1"]) == 0
-    out = capsys.readouterr().out
-    assert re.search(r"batch 4: training [\d,]+ img/s, inference [\d,]+ img/s", out), out
 
 
 def test_bench_calls_convnp_bench_main(monkeypatch):

@@ -474,13 +474,6 @@ def _default_run_dir(dataset: str, model: str) -> Path:
     return candidate
 
 
-def _write_json(path: Path, data) -> None:
-    """Write JSON atomically (temporary file, fsync, rename)."""
-    from convnp.serialization import atomic_write_json
-
-    atomic_write_json(path, data)
-
-
 def _read_config(run_dir: Path) -> dict:
     path = run_dir / "config.json"
     if not path.is_file():
@@ -533,6 +526,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``convnp train``: see the module docstring and docs/cli.md."""
     from convnp._version import __version__
     from convnp.data import DATASETS, Augment
+    from convnp.files.atomic import atomic_write_json
     from convnp.models import build_model
     from convnp.optim import get_optimizer
     from convnp.serialization import save
@@ -565,7 +559,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / "checkpoint.npz"
     config["convnp_version"] = __version__
-    _write_json(run_dir / "config.json", config)
+    atomic_write_json(run_dir / "config.json", config)
     if args.resume is not None and not checkpoint.exists():
         _warn(f"{checkpoint} not found; training {run_dir} from the start")
     _log(
@@ -605,7 +599,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
     save(model, run_dir / "model.npz", extra={"dataset": config["dataset"], "class_names": list(info.class_names)})
-    _write_json(run_dir / "history.json", history.to_dict())
+    atomic_write_json(run_dir / "history.json", history.to_dict())
     result = model.evaluate(x_test, y_test)
     if not args.no_plots:
         _draw_plots(model, history, x_test, y_test, info.class_names, run_dir)
@@ -895,73 +889,23 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
     """``convnp export MODEL --onnx OUT``: write the model as ONNX via ``convnp.interop.to_onnx``."""
+    from convnp.interop import to_onnx
+
     model, _ = _load_model(args.model)
-    try:
-        from convnp.interop import to_onnx
-    except ImportError:
-        raise CLIError(
-            "ONNX export is not available: convnp.interop.to_onnx is missing from this installation"
-        ) from None
-    try:
-        to_onnx(model, args.onnx, opset=args.opset)
-    except ImportError as error:
-        raise CLIError(f"{error} (pip install convnp[onnx])") from None
+    to_onnx(model, args.onnx, opset=args.opset)  # without onnx: its ImportError names the extra
     print(f"wrote {args.onnx} (ONNX opset {args.opset})")
     return EXIT_OK
 
 
 # -------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``convnp bench``: ``convnp.bench.main`` when present, else a simple throughput measurement."""
+    """``convnp bench``: ``convnp.bench.main`` with every option after ``bench``."""
+    from convnp import bench
+
     try:
-        from convnp import bench
-    except ImportError:
-        bench = None
-    try:
-        if bench is not None and hasattr(bench, "main"):
-            return int(bench.main(list(args.extra)) or 0)
-        return _simple_bench(args.extra)
+        return int(bench.main(list(args.extra)) or 0)
     except SystemExit as exit_:  # the benchmark's own argument parser: -h or an error
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-
-
-def _simple_bench(argv: Sequence[str]) -> int:
-    """Images per second of mnist_cnn train steps and inference on random 28x28 inputs."""
-    from convnp.models import mnist_cnn
-    from convnp.optim import Adam
-    from convnp.training import train_step
-
-    parser = argparse.ArgumentParser(
-        prog="convnp bench",
-        description="Images per second of mnist_cnn train steps and inference on random 28x28 inputs "
-        "(convnp.bench, the comparison with PyTorch, is not installed).",
-    )
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="training batch size")
-    parser.add_argument("--steps", type=_positive_int, default=20, help="timed train steps")
-    options = parser.parse_args(list(argv))
-    rng = np.random.default_rng(0)
-    batch = options.batch_size
-    model = mnist_cnn(seed=0)
-    optimizer = Adam(model.parameters(), lr=1e-3)
-    x = rng.random((batch, 1, 28, 28), dtype=np.float32)
-    y = rng.integers(0, 10, size=batch)
-    train_step(model, optimizer, x, y, "cross_entropy", 0.0, None)  # warm-up
-    started = time.perf_counter()
-    for _ in range(options.steps):
-        train_step(model, optimizer, x, y, "cross_entropy", 0.0, None)
-    train_rate = options.steps * batch / (time.perf_counter() - started)
-    x_infer = rng.random((max(batch, 256), 1, 28, 28), dtype=np.float32)
-    model.predict(x_infer[:batch])  # warm-up
-    started = time.perf_counter()
-    repeats = max(1, options.steps // 4)
-    for _ in range(repeats):
-        model.predict(x_infer)
-    infer_rate = repeats * len(x_infer) / (time.perf_counter() - started)
-    print(
-        f"mnist_cnn, float32, batch {batch}: training {train_rate:,.0f} img/s, "
-        f"inference {infer_rate:,.0f} img/s (convnp.bench not installed: no PyTorch comparison)"
-    )
-    return EXIT_OK
 
 
 if __name__ == "__main__":
