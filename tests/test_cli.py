@@ -15,6 +15,8 @@ import pytest
 import convnp
 import convnp.training
 from convnp import cli
+from convnp.cli.images import load_image
+from convnp.cli.recipes import make_scheduler
 from convnp.data import DATASETS, Augment
 from convnp.data import load as load_dataset
 from convnp.models import MODELS
@@ -222,7 +224,7 @@ def test_make_scheduler_any_length(schedule, epochs):
     model = MODELS["mnist_cnn"](input_shape=(1, 8, 8))
     optimizer = Adam(model.parameters(), lr=0.01)
     config = {"schedule": schedule, "epochs": epochs, "lr": 0.01, "warmup_epochs": 2}
-    scheduler = cli.make_scheduler(config, optimizer)
+    scheduler = make_scheduler(config, optimizer)
     assert (scheduler is None) == (schedule == "none")
     if schedule == "warmup_cosine":
         assert optimizer.lr == pytest.approx(0.01 if epochs == 1 else 0.01 / 3)  # warm-up from lr / 3
@@ -293,10 +295,10 @@ def test_predict_resizes_large_images(trained_run, tmp_path, capsys):
     canvas = np.zeros((64, 48), dtype=np.uint8)
     canvas[8:56, 20:28] = 255  # a white vertical stroke
     image_module.fromarray(canvas).save(tmp_path / "stroke.png")
-    image = cli.load_image(tmp_path / "stroke.png", (1, 8, 8))
+    image = load_image(tmp_path / "stroke.png", (1, 8, 8))
     assert image.shape == (1, 8, 8) and image.dtype == np.float32
     assert 0.0 <= image.min() and image.max() <= 1.0 and image[0, 4, 3:5].mean() > 0.5
-    inverted = cli.load_image(tmp_path / "stroke.png", (1, 8, 8), invert=True)
+    inverted = load_image(tmp_path / "stroke.png", (1, 8, 8), invert=True)
     np.testing.assert_allclose(inverted, 1.0 - image)
     assert cli.main(["predict", str(trained_run / "model.npz"), str(tmp_path / "stroke.png")]) == 0
     assert re.search(r"stroke\.png: \d \(p=", capsys.readouterr().out)
