@@ -19,7 +19,8 @@ One module per command group, each adding its subcommands with ``register``:
 ``train`` (train), ``inference`` (evaluate, predict; image files in ``images``),
 ``tools`` (summary, gradcheck with its cases in ``gradcheck_suite``, export,
 bench). ``args`` holds the argparse value types, ``recipes`` the training
-recipes and learning-rate schedules, ``errors`` the exit statuses.
+recipes and learning-rate schedules, ``model_file`` the reading of a saved
+model, ``errors`` the exit statuses.
 """
 
 from __future__ import annotations
