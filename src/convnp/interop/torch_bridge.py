@@ -37,6 +37,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from convnp._optional import require
 from convnp.functional.geometry import conv_geometry, normalize_padding, pair
 from convnp.nn.activations import ELU, Gaussian, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from convnp.nn.conv import Conv2D
@@ -58,15 +59,6 @@ _SUPPORTED_TORCH = (
 )
 
 
-def _import_torch(feature: str):
-    """Import torch, or raise ImportError saying how to install it."""
-    try:
-        import torch
-    except ImportError as error:
-        raise ImportError(f"{feature} needs PyTorch, which is not installed: {_INSTALL_HINT}") from error
-    return torch
-
-
 # ------------------------------------------------------------- the Gaussian module
 _GAUSSIAN_CLASS = None
 
@@ -80,7 +72,7 @@ def _gaussian_class():
     """
     global _GAUSSIAN_CLASS
     if _GAUSSIAN_CLASS is None:
-        torch = _import_torch("convnp.interop.torch_bridge.TorchGaussian")
+        torch = require("torch", "convnp.interop.torch_bridge.TorchGaussian", hint=_INSTALL_HINT)
 
         class TorchGaussian(torch.nn.Module):
             """out = exp(-x**2), convnp's ``Gaussian`` activation."""
@@ -265,7 +257,7 @@ def to_torch(model: Sequential):
     TypeError
         For a layer type without a PyTorch equivalent (named with its index).
     """
-    torch = _import_torch("convnp.interop.to_torch")
+    torch = require("torch", "convnp.interop.to_torch", hint=_INSTALL_HINT)
     if not isinstance(model, Sequential):
         raise TypeError(f"to_torch: expected a convnp Sequential, got {type(model).__name__}")
     model._require_built("to_torch")
@@ -495,7 +487,7 @@ def from_torch(module_or_state_dict, input_shape: tuple[int, ...] | None = None,
             "from_torch: a state_dict alone does not say the architecture; pass model= (a built "
             "convnp model), or a torch.nn.Sequential with input_shape="
         )
-    torch = _import_torch("convnp.interop.from_torch")
+    torch = require("torch", "convnp.interop.from_torch", hint=_INSTALL_HINT)
     nn = torch.nn
     module = module_or_state_dict
     if not isinstance(module, nn.Sequential):

@@ -1,0 +1,88 @@
+"""The ``convnp`` command: train, evaluate, predict, summary, gradcheck, export, bench.
+
+    convnp train                      # a CNN on the embedded 8x8 digits, in seconds
+    convnp train --dataset fashion-mnist --out runs/fashion
+    convnp train --resume runs/fashion --epochs 30
+    convnp evaluate runs/fashion/model.npz --dataset fashion-mnist
+    convnp predict runs/fashion/model.npz shoe.png --top 3
+    convnp summary --model convnet_bn --dataset cifar10
+    convnp gradcheck
+    convnp export runs/fashion/model.npz --onnx fashion.onnx
+    convnp bench
+
+``main(argv)`` returns the exit status: 0 on success, 1 for an error with a
+one-line message (missing or damaged model file, dataset not found, ...), 2 for
+bad arguments, 130 after Ctrl-C. ``RECIPES`` holds the per-dataset defaults of
+``convnp train``.
+
+One module per command group, each adding its subcommands with ``register``:
+``train`` (train), ``inference`` (evaluate, predict; image files in ``images``),
+``tools`` (summary, gradcheck with its cases in ``gradcheck_suite``, export,
+bench). ``args`` holds the argparse value types, ``recipes`` the training
+recipes and learning-rate schedules, ``model_file`` the reading of a saved
+model, ``errors`` the exit statuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from convnp._version import __version__
+from convnp.cli import inference, tools, train
+from convnp.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, UsageError
+from convnp.cli.gradcheck_suite import gradcheck_cases
+from convnp.cli.recipes import OPTIMIZER_DEFAULTS, RECIPES, SCHEDULES
+
+__all__ = ["RECIPES", "OPTIMIZER_DEFAULTS", "SCHEDULES", "main", "build_parser", "gradcheck_cases"]
+
+# What a user can cause is reported as one line instead of a traceback: OSError covers a
+# missing file and DatasetNotFoundError/DownloadError, ValueError covers ModelFileError,
+# ChecksumError and bad shapes, FloatingPointError covers TrainingDivergedError, ImportError
+# a missing optional package.
+_EXPECTED_ERRORS = (CLIError, OSError, ValueError, TypeError, ImportError, FloatingPointError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``convnp`` command and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="convnp",
+        description="convnp: convolutional neural networks from scratch in NumPy.",
+        epilog="Run 'convnp COMMAND --help' for a command's options. Quick start: 'convnp train'.",
+    )
+    parser.add_argument("--version", action="version", version=f"convnp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train.register(commands)
+    inference.register(commands)
+    tools.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``convnp`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "bench":  # only bench passes options on (to convnp.bench)
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exit_:  # --help, --version, or an argparse error (status 2)
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    args.extra = extra
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("\nconvnp: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except UsageError as error:
+        print(f"convnp {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except _EXPECTED_ERRORS as error:
+        if os.environ.get("CONVNP_TRACEBACK"):
+            raise
+        print(f"convnp {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR

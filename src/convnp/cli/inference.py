@@ -1,0 +1,112 @@
+"""``convnp evaluate`` and ``convnp predict``: a saved model on a test split, or on image files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from convnp.cli.args import add_model_file, dataset_name, positive_int
+from convnp.cli.errors import EXIT_OK, CLIError, UsageError
+from convnp.cli.images import load_array, load_image
+from convnp.cli.model_file import load_model
+from convnp.data import load as load_dataset
+
+__all__ = ["register", "cmd_evaluate", "cmd_predict"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``convnp evaluate`` and ``convnp predict`` to the subcommands."""
+    _add_evaluate(commands)
+    _add_predict(commands)
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "evaluate",
+        help="loss and accuracy of a saved model on a test split",
+        description="Print the loss and accuracy of a saved model on the test split of a dataset.",
+    )
+    add_model_file(parser)
+    parser.add_argument(
+        "--dataset",
+        type=dataset_name,
+        default=None,
+        help="dataset whose test split is used (default: the one the model was trained on by 'convnp train')",
+    )
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset files")
+    parser.add_argument("--no-download", action="store_true", help="never download")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="inference batch size")
+    parser.set_defaults(handler=cmd_evaluate)
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "predict",
+        help="classify image files (PNG/JPEG) or .npy arrays",
+        description=(
+            "Classify images with a saved model. PNG/JPEG files (needs Pillow) are converted to "
+            "grayscale or RGB to match the model, resized to its input size and scaled to [0, 1]. "
+            "MNIST-like models expect white digits on a black background (use --invert for dark "
+            "ink on white paper). A .npy file holds one image (C, H, W) or (H, W), or a batch "
+            "(N, C, H, W) or (N, H, W), as floats in [0, 1] or uint8 pixels."
+        ),
+    )
+    add_model_file(parser)
+    parser.add_argument("files", metavar="FILE", nargs="+", help="PNG/JPEG images or .npy arrays")
+    parser.add_argument("--top", type=positive_int, default=1, help="show the K most probable classes")
+    parser.add_argument("--invert", action="store_true", help="use 1 - pixel (dark drawing on a light background)")
+    parser.set_defaults(handler=cmd_predict)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``convnp evaluate MODEL --dataset NAME``: loss and accuracy on the test split."""
+    model, extra = load_model(args.model)
+    dataset = args.dataset or extra.get("dataset")
+    if dataset is None:
+        raise UsageError(f"{args.model} does not record its dataset; pass --dataset")
+    _, (x_test, y_test) = load_dataset(dataset, data_dir=args.data_dir, download=not args.no_download)
+    if tuple(x_test.shape[1:]) != tuple(model.input_shape):
+        raise CLIError(
+            f"the model expects inputs {tuple(model.input_shape)} but {dataset} images are {tuple(x_test.shape[1:])}"
+        )
+    result = model.evaluate(x_test, y_test, batch_size=args.batch_size)
+    correct = round(result["accuracy"] * len(y_test))
+    print(
+        f"{dataset} test split ({len(y_test)} images): loss {result['loss']:.4f}  "
+        f"accuracy {result['accuracy']:.4f} ({correct}/{len(y_test)})"
+    )
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``convnp predict MODEL FILE...``: predicted class and probability per image."""
+    model, extra = load_model(args.model)
+    names = extra.get("class_names")
+    top = min(args.top, int(np.prod(model.output_shape)))
+
+    def label(index: int) -> str:
+        if names and index < len(names) and names[index] != str(index):
+            return f"{index} ({names[index]})"
+        return str(index)
+
+    for file in args.files:
+        if not Path(file).is_file():
+            raise FileNotFoundError(f"no such file: {file}")
+        if file.lower().endswith(".npy"):
+            batch = load_array(file, model.input_shape)
+            if args.invert:
+                batch = 1.0 - model.prepare_input(batch)  # uint8 pixels become [0, 1] first
+            labels = [file] if len(batch) == 1 else [f"{file}[{i}]" for i in range(len(batch))]
+        else:
+            batch = load_image(file, model.input_shape, invert=args.invert)[None]  # (1, C, H, W)
+            labels = [file]
+        probabilities = model.predict(batch)
+        for name, probs in zip(labels, probabilities):
+            order = np.argsort(-probs, kind="stable")[:top]
+            line = f"{name}: {label(int(order[0]))} (p={probs[order[0]]:.3f})"
+            if top > 1:
+                line += f"  top-{top}: " + ", ".join(f"{label(int(k))} {probs[k]:.3f}" for k in order)
+            print(line)
+    return EXIT_OK

@@ -1,0 +1,105 @@
+"""What ``convnp train`` does by default: a training recipe per dataset, and the learning-rate schedules.
+
+``RECIPES[dataset]`` holds the settings of a run on that dataset; every
+command-line option of ``convnp train`` overrides its key. ``make_scheduler``
+builds the schedule a recipe names.
+"""
+
+from __future__ import annotations
+
+from convnp.optim import CosineAnnealingLR, StepLR, WarmupCosine
+
+__all__ = ["RECIPES", "OPTIMIZER_DEFAULTS", "SCHEDULES", "MIN_LR_FACTOR", "STEP_GAMMA", "make_scheduler"]
+
+# Default training settings per dataset; every command-line option overrides its key.
+#   model, model_options   a builder of convnp.models.MODELS and its keyword arguments
+#                          (the options apply only when that model is used)
+#   epochs, batch_size     as in Sequential.fit
+#   optimizer, lr          a convnp.optim name and its learning rate
+#   schedule               "cosine", "warmup_cosine", "step" or "none" (see make_scheduler)
+#   warmup_epochs          linear warm-up length for "warmup_cosine"
+#   augment                whether to augment by default (--augment / --no-augment)
+#   augmentation           convnp.data.Augment options used when augmenting
+#   label_smoothing        passed to fit
+RECIPES: dict[str, dict] = {
+    # Measured: 98.6-99.2% test accuracy over seeds 0..4, about 10 s on 2 cores.
+    "digits": {
+        "model": "convnet_bn",
+        "model_options": {"width": 16},
+        "epochs": 30,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "lr": 3e-3,
+        "schedule": "cosine",
+        "warmup_epochs": 0,
+        "augment": False,
+        "augmentation": {"max_shift": 1},  # a 1-pixel shift of an 8x8 digit hurts
+        "label_smoothing": 0.0,
+    },
+    # Measured: 94.11% test accuracy in 999 s on 2 cores, seed 0 (RESULTS.md).
+    "fashion-mnist": {
+        "model": "convnet_bn",
+        "model_options": {"width": 32},
+        "epochs": 12,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "lr": 2e-3,
+        "schedule": "warmup_cosine",
+        "warmup_epochs": 1,
+        "augment": False,
+        "augmentation": {"max_shift": 2},
+        "label_smoothing": 0.0,
+    },
+    "cifar10": {
+        "model": "convnet_bn",
+        "model_options": {"width": 32},
+        "epochs": 30,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "lr": 2e-3,
+        "schedule": "warmup_cosine",
+        "warmup_epochs": 2,
+        "augment": True,
+        "augmentation": {"max_shift": 4, "flip": True},  # pad-4 crops + flips
+        "label_smoothing": 0.0,
+    },
+}
+# MNIST: the fashion-mnist network and schedule, plus 2-pixel shifts (MNIST digits are not
+# centred as tightly as the test set's). Not measured here: the full MNIST training set is
+# not on the machine these recipes were tuned on.
+RECIPES["mnist"] = {**RECIPES["fashion-mnist"], "augment": True}
+
+# Learning rate and settings used when --optimizer differs from the recipe's and --lr is not given.
+OPTIMIZER_DEFAULTS: dict[str, dict] = {
+    "sgd": {"lr": 0.05, "momentum": 0.9, "nesterov": True},
+    "adam": {"lr": 1e-3},
+    "adamw": {"lr": 1e-3, "weight_decay": 0.01},
+    "rmsprop": {"lr": 1e-3},
+}
+SCHEDULES = ("cosine", "warmup_cosine", "step", "none")
+MIN_LR_FACTOR = 0.01  # cosine schedules end at lr * MIN_LR_FACTOR
+STEP_GAMMA = 0.1  # "step": lr * 0.1 after each third of the epochs
+
+
+def make_scheduler(config: dict, optimizer) -> CosineAnnealingLR | WarmupCosine | StepLR | None:
+    """The learning-rate scheduler named by ``config["schedule"]``, or None.
+
+    - "cosine": from lr down to lr * MIN_LR_FACTOR over the epochs;
+    - "warmup_cosine": linear warm-up for ``warmup_epochs`` (from lr / 3), then that cosine;
+    - "step": lr * STEP_GAMMA after each third of the epochs;
+    - "none": constant lr.
+
+    ``config`` needs the keys "schedule", "epochs", "lr" and "warmup_epochs";
+    ``optimizer`` is the convnp.optim optimizer the scheduler steps.
+    """
+    epochs, lr, schedule = config["epochs"], config["lr"], config["schedule"]
+    if schedule == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr * MIN_LR_FACTOR)
+    if schedule == "warmup_cosine":
+        warmup = min(config["warmup_epochs"], epochs - 1)
+        return WarmupCosine(optimizer, warmup_epochs=warmup, total_epochs=epochs, eta_min=lr * MIN_LR_FACTOR)
+    if schedule == "step":
+        return StepLR(optimizer, step_size=max(1, epochs // 3), gamma=STEP_GAMMA)
+    if schedule == "none":
+        return None
+    raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")

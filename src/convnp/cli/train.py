@@ -1,0 +1,317 @@
+"""``convnp train``: train a CNN on a built-in dataset and write a run folder.
+
+The settings are the dataset's recipe (``convnp.cli.recipes.RECIPES``)
+overridden by the options given; they are written to RUN/config.json, so that
+``--resume RUN`` continues the run from RUN/checkpoint.npz with nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from convnp import plots
+from convnp._version import __version__
+from convnp.callbacks import LearningRateScheduler
+from convnp.cli.args import dataset_name, model_name, positive_float, positive_int
+from convnp.cli.errors import EXIT_INTERRUPTED, EXIT_OK, CLIError, UsageError
+from convnp.cli.recipes import OPTIMIZER_DEFAULTS, RECIPES, SCHEDULES, make_scheduler
+from convnp.data import DATASETS, Augment
+from convnp.data import load as load_dataset
+from convnp.files.atomic import atomic_write_json
+from convnp.models import build_model
+from convnp.optim import get_optimizer
+from convnp.serialization import save
+
+__all__ = ["register", "resolve_config", "cmd_train"]
+
+# Settings that --resume takes from the run's config.json; changing them would not continue the run.
+_FIXED_ON_RESUME = ("dataset", "model", "batch_size", "optimizer", "lr", "seed", "schedule", "augment", "out")
+
+
+def _log(message: str, verbose: int = 1) -> None:
+    if verbose:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _warn(message: str) -> None:
+    print(f"convnp: warning: {message}", file=sys.stderr, flush=True)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``convnp train`` to the subcommands."""
+    recipes = "; ".join(
+        f"{name}: {r['model']}, {r['epochs']} epochs, {r['optimizer']} lr {r['lr']:g}, {r['schedule']}"
+        + (", augmented" if r["augment"] else "")
+        for name, r in RECIPES.items()
+    )
+    parser = commands.add_parser(
+        "train",
+        help="train a CNN and write a run folder (model, checkpoint, history, plots)",
+        description=(
+            "Train a CNN on a built-in dataset. With no options: a small CNN on the 8x8 digits "
+            "embedded in scikit-learn (no download), >= 97% test accuracy in seconds. "
+            "The test split is evaluated after every epoch (shown as validation); it is not "
+            "used for training or model selection. Writes RUN/model.npz, checkpoint.npz, "
+            "config.json, history.json and PNG plots."
+        ),
+        epilog=f"Defaults per dataset (convnp.cli.RECIPES): {recipes}.",
+    )
+    parser.add_argument(
+        "--dataset", type=dataset_name, default=None, help="digits (default), mnist, fashion-mnist or cifar10"
+    )
+    parser.add_argument(
+        "--model",
+        type=model_name,
+        default=None,
+        help="mnist_cnn, lenet5 or convnet_bn (default: the dataset's recipe)",
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="number of epochs (with --resume: the new total)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="minibatch size")
+    parser.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZER_DEFAULTS),
+        default=None,
+        help="optimizer (sgd uses momentum 0.9, Nesterov)",
+    )
+    parser.add_argument("--lr", type=positive_float, default=None, help="initial learning rate")
+    parser.add_argument(
+        "--schedule", choices=SCHEDULES, default=None, help="learning-rate schedule, stepped once per epoch"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the initial weights, shuffling, dropout and augmentation (default 0)",
+    )
+    parser.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>)")
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset files (searched first)")
+    parser.add_argument("--no-download", action="store_true", help="never download; fail when the files are not found")
+    parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random shifts (and flips for cifar10) of every training batch (default: per recipe)",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR from its checkpoint, with its config.json (only --epochs may change)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="0: summary line only, 1: a progress bar per epoch (default), 2: one line per epoch",
+    )
+    parser.set_defaults(handler=cmd_train)
+
+
+def resolve_config(args: argparse.Namespace) -> dict:
+    """The full training settings: the dataset's recipe, overridden by the given options."""
+    dataset = args.dataset or "digits"
+    recipe = RECIPES[dataset]
+    model = args.model or recipe["model"]
+    optimizer = args.optimizer or recipe["optimizer"]
+    optimizer_options = {k: v for k, v in OPTIMIZER_DEFAULTS[optimizer].items() if k != "lr"}
+    if args.lr is not None:
+        lr = args.lr
+    elif optimizer == recipe["optimizer"]:
+        lr = recipe["lr"]
+    else:
+        lr = OPTIMIZER_DEFAULTS[optimizer]["lr"]
+    return {
+        "dataset": dataset,
+        "model": model,
+        "model_options": dict(recipe["model_options"]) if model == recipe["model"] else {},
+        "epochs": args.epochs or recipe["epochs"],
+        "batch_size": args.batch_size or recipe["batch_size"],
+        "optimizer": optimizer,
+        "optimizer_options": optimizer_options,
+        "lr": lr,
+        "schedule": args.schedule or recipe["schedule"],
+        "warmup_epochs": recipe["warmup_epochs"],
+        "augment": recipe["augment"] if args.augment is None else args.augment,
+        "augmentation": dict(recipe["augmentation"]),
+        "label_smoothing": recipe["label_smoothing"],
+        "seed": 0 if args.seed is None else args.seed,
+        "data_dir": args.data_dir,
+    }
+
+
+class _StretchingScheduler(LearningRateScheduler):
+    """A LearningRateScheduler that keeps the current run length when a checkpoint is restored.
+
+    On ``--resume`` with a new ``--epochs`` the schedule is stretched over the
+    new total: the epoch counter comes from the checkpoint, the horizon
+    (T_max, total_epochs, step_size) from this run's settings.
+    """
+
+    def load_state_dict(self, state: dict) -> None:
+        current = {name: getattr(self.scheduler, name) for name in self.scheduler.hyperparameter_names}
+        super().load_state_dict({**state, **current, "base_lr": self.scheduler.base_lr})
+
+
+def _default_run_dir(dataset: str, model: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{dataset}-{model}-{stamp}"
+    candidate, counter = base, 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{counter}")
+        counter += 1
+    return candidate
+
+
+def _read_config(run_dir: Path) -> dict:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise CLIError(f"{run_dir} is not a run folder of 'convnp train' (no config.json)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CLIError(f"cannot read {path}: {error}") from error
+    missing = [key for key in ("dataset", "model", "epochs", "seed") if key not in config]
+    if missing:
+        raise CLIError(f"{path} lacks the settings {missing}")
+    return config
+
+
+def _resume_config(args: argparse.Namespace) -> tuple[dict, Path]:
+    run_dir = Path(args.resume)
+    given = [name for name in _FIXED_ON_RESUME if getattr(args, name) is not None]
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(
+            f"--resume continues the run with its own settings; {options} cannot be given with it "
+            "(only --epochs, --data-dir, --verbose)"
+        )
+    config = _read_config(run_dir)
+    if args.epochs is not None:
+        config["epochs"] = args.epochs
+    if args.data_dir is not None:
+        config["data_dir"] = args.data_dir
+    return config, run_dir
+
+
+def _new_run_dir(args: argparse.Namespace, config: dict) -> Path:
+    if args.out is None:
+        return _default_run_dir(config["dataset"], config["model"])
+    run_dir = Path(args.out)
+    if (run_dir / "config.json").exists() or (run_dir / "checkpoint.npz").exists():
+        raise CLIError(
+            f"{run_dir} already holds a run; continue it with 'convnp train --resume {run_dir}' or choose another --out"
+        )
+    return run_dir
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``convnp train``: see the module docstring and docs/cli.md."""
+    started = time.perf_counter()
+    if args.resume is not None:
+        config, run_dir = _resume_config(args)
+    else:
+        config = resolve_config(args)
+        run_dir = _new_run_dir(args, config)
+    info = DATASETS[config["dataset"]]
+
+    (x_train, y_train), (x_test, y_test) = load_dataset(
+        config["dataset"], data_dir=config.get("data_dir"), download=not args.no_download, verbose=bool(args.verbose)
+    )
+    model = build_model(
+        config["model"],
+        input_shape=x_train.shape[1:],
+        num_classes=info.num_classes,
+        seed=config["seed"],
+        **config.get("model_options", {}),
+    )
+    optimizer = get_optimizer(
+        config["optimizer"], model.parameters(), lr=config["lr"], **config.get("optimizer_options", {})
+    )
+    scheduler = make_scheduler(config, optimizer)
+    callbacks = [] if scheduler is None else [_StretchingScheduler(scheduler)]
+    augment = Augment(**config.get("augmentation", {})) if config.get("augment") else None
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = run_dir / "checkpoint.npz"
+    config["convnp_version"] = __version__
+    atomic_write_json(run_dir / "config.json", config)
+    if args.resume is not None and not checkpoint.exists():
+        _warn(f"{checkpoint} not found; training {run_dir} from the start")
+    _log(
+        f"{'Resuming' if args.resume else 'Training'} {config['model']} on {config['dataset']} "
+        f"({len(x_train)} train / {len(x_test)} test images, {'x'.join(map(str, x_train.shape[1:]))}): "
+        f"{config['epochs']} epochs, batch {config['batch_size']}, {config['optimizer']} lr {config['lr']:g}, "
+        f"schedule {config['schedule']}{', augmented' if augment else ''}, seed {config['seed']}.\n"
+        f"Validation = the test split, evaluated after each epoch (not used for training). Run folder: {run_dir}",
+        args.verbose,
+    )
+
+    try:
+        history = model.fit(
+            x_train,
+            y_train,
+            epochs=config["epochs"],
+            batch_size=config["batch_size"],
+            optimizer=optimizer,
+            validation_data=(x_test, y_test),
+            callbacks=callbacks,
+            seed=config["seed"],
+            verbose=args.verbose,
+            augment=augment,
+            label_smoothing=config.get("label_smoothing", 0.0),
+            checkpoint=checkpoint,
+            resume=args.resume is not None,
+        )
+    except KeyboardInterrupt:
+        if checkpoint.exists():
+            message = (
+                f"Interrupted. The checkpoint {checkpoint} holds the progress so far; continue with:\n"
+                f"  convnp train --resume {run_dir}"
+            )
+        else:
+            message = f"Interrupted before the first checkpoint; start again with: convnp train --resume {run_dir}"
+        print(f"\n{message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+    save(model, run_dir / "model.npz", extra={"dataset": config["dataset"], "class_names": list(info.class_names)})
+    atomic_write_json(run_dir / "history.json", history.to_dict())
+    result = model.evaluate(x_test, y_test)
+    if not args.no_plots:
+        _draw_plots(model, history, x_test, y_test, info.class_names, run_dir)
+    correct = round(result["accuracy"] * len(y_test))
+    print(
+        f"test accuracy {result['accuracy']:.2%} ({correct}/{len(y_test)}), loss {result['loss']:.4f} | "
+        f"{time.perf_counter() - started:.1f} s | run folder: {run_dir}"
+    )
+    return EXIT_OK
+
+
+def _draw_plots(model, history, x_test, y_test, class_names, run_dir: Path) -> None:
+    """Write the four PNGs; without matplotlib (or on a plot's error) warn and go on."""
+    try:
+        plots.require_matplotlib()
+    except ImportError:
+        _warn(f"matplotlib is not installed; skipping the plots ({plots.INSTALL_HINT})")
+        return
+    predictions = model.predict(x_test).argmax(axis=1)
+    jobs = {
+        "learning_curves.png": lambda path: plots.plot_learning_curves(history, path),
+        "confusion_matrix.png": lambda path: plots.plot_confusion_matrix(y_test, predictions, path, class_names),
+        "filters.png": lambda path: plots.plot_filters(model, path),
+        "feature_maps.png": lambda path: plots.plot_feature_maps(
+            model, x_test[0], path, image_title=f"input (class {class_names[int(y_test[0])]})"
+        ),
+    }
+    for name, draw in jobs.items():
+        try:
+            draw(run_dir / name)
+        except (ValueError, TypeError, OSError) as error:
+            _warn(f"could not draw {name}: {error}")
