@@ -62,8 +62,8 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray, floor: float = 0.1
 
 def _random_states(target) -> list:
     """Generators inside the target (dropout), so each forward draws the same mask."""
-    layers = getattr(target, "layers", [target])
-    return [layer for layer in layers if isinstance(getattr(layer, "rng", None), np.random.Generator)]
+    parts = [part for layer in getattr(target, "layers", [target]) for part in layer.self_and_sublayers()]
+    return [part for part in parts if isinstance(getattr(part, "rng", None), np.random.Generator)]
 
 
 def gradcheck(
@@ -73,7 +73,7 @@ def gradcheck(
     training: bool = False,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Check every analytic gradient of a layer or ``Sequential`` against central differences.
+    """Check every analytic gradient of a layer or a model (``Sequential``, ``Model``) against central differences.
 
     Args:
         layer_or_model: a built or unbuilt layer or model; it is not modified

@@ -16,6 +16,7 @@ def test_gradcheck_covers_every_layer_type():
     checked, modes, conv_variants = set(), set(), set()
     for _, target, x, training in gradcheck_cases():
         checked.add(type(target).__name__)
+        checked.update(type(layer).__name__ for layer in getattr(target, "layers", ()))  # inside a graph model
         modes.add((type(target).__name__, training))
         if isinstance(target, nn.Conv2D):
             conv_variants.add((target.stride, target.dilation, target.groups, target.padding))

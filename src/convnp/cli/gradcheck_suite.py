@@ -86,4 +86,21 @@ def gradcheck_cases(seed: int = 0) -> list[tuple[str, object, np.ndarray, bool]]
         seed=seed,
     )
     cases.append(("Sequential(Conv-BN-ReLU-MaxPool-Conv-ELU-GAP-Dense)", model, normal(3, 1, 6, 6), True))
+    add(
+        "Residual(Conv-BN-ReLU-Conv, 1x1 shortcut)",
+        nn.Residual(
+            [nn.Conv2D(3, 3, padding=1), nn.BatchNorm2D(), nn.ReLU(), nn.Conv2D(3, 3, padding=1)],
+            shortcut=nn.Conv2D(3, 1),
+        ),
+        normal(3, 2, 4, 4),
+        training=True,
+    )
+    add("Identity", nn.Identity(), normal(2, 3))
+    # Merge layers read several values: checked inside a graph where one value fans out to both.
+    inputs = nn.Input((2, 4, 4))
+    stem = nn.Conv2D(2, 3, padding=1)(inputs)
+    merged = nn.Add()([nn.Conv2D(2, 3, padding=1)(stem), stem])
+    joined = nn.Concatenate(axis=1)([merged, nn.Tanh()(stem)])
+    graph = nn.Model(inputs, nn.Dense(3)(nn.Flatten()(nn.Conv2D(2, 1)(joined))), dtype="float64", seed=seed)
+    cases.append(("Model(Add and Concatenate over a fan-out)", graph, normal(2, 2, 4, 4), False))
     return cases
