@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from convnp.functional.activations import softmax_forward
-from convnp.functional.losses import mse_loss, softmax_cross_entropy
 from convnp.optim import Optimizer, clip_grad_norm, get_optimizer
-from convnp.progress import EpochProgress
+from convnp.training.checks import check_fit_options, prepare_data, prepare_validation_data
+from convnp.training.evaluation import evaluate
+from convnp.training.losses import count_correct, loss_and_grad
+from convnp.training.progress import EpochProgress
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-LOSSES = ("cross_entropy", "mse")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -76,79 +76,12 @@ class History:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the records as JSON, atomically."""
-        from convnp.serialization import atomic_write_json
+        from convnp.files.atomic import atomic_write_json
 
         atomic_write_json(path, self.to_dict())
 
     def __repr__(self) -> str:
         return f"History(epochs={self.epochs}, keys={list(self.history)})"
-
-
-# ------------------------------------------------------------------ checks
-def check_labels(y, num_samples: int, num_classes: int | None, owner: str) -> np.ndarray:
-    """Integer class labels of length ``num_samples`` within [0, num_classes)."""
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"{owner}: expected labels of shape (N,), got {y.shape}")
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise TypeError(f"{owner}: labels must be integer class indices, got dtype {y.dtype}")
-    if len(y) != num_samples:
-        raise ValueError(f"{owner}: x has {num_samples} samples but y has {len(y)} labels")
-    if num_classes is not None and y.size and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(
-            f"{owner}: labels must lie in [0, {num_classes}) for a model with {num_classes} outputs, "
-            f"got values from {y.min()} to {y.max()}"
-        )
-    return y.astype(np.int64, copy=False)
-
-
-def as_batch(x, owner: str) -> np.ndarray:
-    """``x`` as a non-empty array with a batch axis (ValueError naming ``owner`` otherwise)."""
-    try:
-        x = np.asarray(x)
-    except ValueError as error:  # ragged nested lists
-        raise ValueError(f"{owner}: x is not a rectangular array ({error})") from error
-    if x.ndim == 0:
-        raise ValueError(f"{owner}: x must be a batch of samples (N, ...), got a scalar")
-    if len(x) == 0:
-        raise ValueError(f"{owner}: x is empty (shape {x.shape}); need at least one sample")
-    return x
-
-
-def check_batch_size(batch_size, owner: str) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
-
-
-def prepare_data(model, x, y, owner: str, loss: str = "cross_entropy") -> tuple[np.ndarray, np.ndarray]:
-    """Validate and convert ``(x, y)`` for the model; builds the model if needed."""
-    x = as_batch(x, owner)
-    x = model.prepare_input(x)
-    classes = int(np.prod(model.output_shape))
-    if loss == "mse" and np.asarray(y).ndim > 1:
-        y = np.asarray(y, dtype=model.dtype)
-        if y.shape != (len(x), *model.output_shape):
-            raise ValueError(f"{owner}: mse targets must have shape {(len(x), *model.output_shape)}, got {y.shape}")
-        return x, y
-    return x, check_labels(y, len(x), classes, owner)
-
-
-# ------------------------------------------------------------- loss pieces
-def _loss_and_grad(model, outputs: np.ndarray, y: np.ndarray, loss: str, label_smoothing: float):
-    if loss == "cross_entropy":
-        return softmax_cross_entropy(outputs, y, label_smoothing=label_smoothing)
-    target = y if y.ndim > 1 else np.eye(outputs.shape[1], dtype=outputs.dtype)[y]
-    return mse_loss(outputs, target)
-
-
-def _correct(outputs: np.ndarray, y: np.ndarray) -> int:
-    if y.ndim != 1:
-        return 0
-    return int(np.count_nonzero(outputs.argmax(axis=1) == y))
 
 
 def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_smoothing: float, clip_norm):
@@ -158,8 +91,9 @@ def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_s
     softmax cross-entropy is applied to its input (the logits) instead.
     Returns ``(loss, number of correct predictions)``.
     """
+
     def loss_fn(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
-        return _loss_and_grad(model, outputs, targets, loss, label_smoothing)
+        return loss_and_grad(outputs, targets, loss, label_smoothing)
 
     with model.logits_view(loss == "cross_entropy") as stop:
         loss_value, outputs = model.train_pass(x_batch, y_batch, loss_fn, stop=stop)
@@ -168,37 +102,7 @@ def train_step(model, optimizer: Optimizer, x_batch, y_batch, loss: str, label_s
     if clip_norm is not None:
         clip_grad_norm(model.parameters(), clip_norm)
     optimizer.step()
-    return loss_value, _correct(outputs, y_batch)
-
-
-def outputs_in_batches(model, x: np.ndarray, batch_size: int, logits: bool = False) -> Iterable[np.ndarray]:
-    """Inference-mode outputs, one batch at a time (memory stays bounded)."""
-    with model.logits_view(logits) as stop:
-        for start in range(0, len(x), batch_size):
-            yield model.forward_layers(x[start : start + batch_size], training=False, stop=stop, keep_caches=False)
-
-
-def evaluate(model, x, y, batch_size: int = 256, loss: str = "cross_entropy") -> dict[str, float]:
-    """Mean loss and accuracy over ``(x, y)`` in inference mode, in batches."""
-    batch_size = check_batch_size(batch_size, "evaluate")
-    if loss not in LOSSES:
-        raise ValueError(f"evaluate: unknown loss {loss!r}; valid: {list(LOSSES)}")
-    x, y = prepare_data(model, x, y, "evaluate", loss)
-    total_loss, correct = 0.0, 0
-    for start, outputs in zip(range(0, len(x), batch_size), outputs_in_batches(model, x, batch_size, logits=True)):
-        y_batch = y[start : start + batch_size]
-        batch_loss, _ = _loss_and_grad(model, outputs, y_batch, loss, 0.0)
-        total_loss += batch_loss * len(y_batch)
-        correct += _correct(outputs, y_batch)
-    return {"loss": total_loss / len(x), "accuracy": correct / len(x)}
-
-
-def predict(model, x, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (N, classes): softmax of the outputs (or the model's own Softmax)."""
-    batch_size = check_batch_size(batch_size, "predict")
-    x = model.prepare_input(as_batch(x, "predict"))
-    batches = [softmax_forward(out)[0] for out in outputs_in_batches(model, x, batch_size, logits=True)]
-    return np.concatenate(batches, axis=0)
+    return loss_value, count_correct(outputs, y_batch)
 
 
 # ---------------------------------------------------------------- interrupt
@@ -377,23 +281,10 @@ def fit(
     """
     from convnp.serialization import model_path, save
 
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
-    batch_size = check_batch_size(batch_size, "fit")
-    if loss not in LOSSES:
-        raise ValueError(f"fit: unknown loss {loss!r}; valid: {list(LOSSES)}")
-    if clip_norm is not None and not clip_norm > 0:
-        raise ValueError(f"fit: clip_norm must be > 0, got {clip_norm!r}")
-    if augment is not None and not callable(augment):
-        raise TypeError(f"fit: augment must be a callable f(x_batch, rng) -> x_batch, got {augment!r}")
-    if resume and checkpoint is None:
-        raise ValueError("fit: resume=True needs checkpoint=PATH (the file to resume from)")
+    batch_size = check_fit_options(epochs, batch_size, loss, clip_norm, augment, checkpoint, resume)
     checkpoint = None if checkpoint is None else model_path(checkpoint)
     x, y = prepare_data(model, x, y, "fit", loss)
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
-        x_val, y_val = prepare_data(model, *validation_data, "fit (validation_data)", loss)
+    validation = prepare_validation_data(model, validation_data, loss)
     optimizer = get_optimizer(optimizer, model.parameters(), lr=lr)
     callbacks = list(callbacks)
     for callback in callbacks:
@@ -511,8 +402,8 @@ def fit(
                 "val_accuracy": None,
                 "lr": float(optimizer.lr),
             }
-            if validation_data is not None:
-                val = evaluate(model, x_val, y_val, batch_size=max(batch_size, 256), loss=loss)
+            if validation is not None:
+                val = evaluate(model, *validation, batch_size=max(batch_size, 256), loss=loss)
                 logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
             logs["seconds"] = seconds_before + time.perf_counter() - started
             history.append(logs)
