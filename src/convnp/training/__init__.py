@@ -7,11 +7,16 @@ Read in this order:
 - ``losses``: the losses chosen by name, ``LOSSES``.
 - ``checks``: the checks of the data and options.
 - ``progress``: the per-epoch progress bar.
+
+The side jobs of a run are callbacks in ``convnp.callbacks``: ``History`` (what
+``fit`` returns) and ``BackupAndRestore`` (checkpoints and exact resume).
 """
 
+from convnp.callbacks.errors import TrainingDivergedError
+from convnp.callbacks.history import HISTORY_KEYS, History
 from convnp.training.checks import as_batch, check_batch_size, check_labels, prepare_data
 from convnp.training.evaluation import evaluate, outputs_in_batches, predict
-from convnp.training.loop import HISTORY_KEYS, History, TrainingDivergedError, fit, train_step
+from convnp.training.loop import fit, train_step
 from convnp.training.losses import LOSSES
 
 __all__ = [
