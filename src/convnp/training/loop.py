@@ -15,6 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -193,7 +194,9 @@ class EpochTotals:
         return {"seen": self.seen, "loss_sum": self.loss_sum, "correct": self.correct, "seconds": seconds}
 
 
-def loss_diverged(batch_loss: float, epoch: int, batch: int, x_batch: np.ndarray, checkpoint) -> TrainingDivergedError:
+def loss_diverged(
+    batch_loss: float, epoch: int, batch: int, x_batch: np.ndarray, checkpoint: Path | None
+) -> TrainingDivergedError:
     """The error for a NaN or infinite loss at ``batch`` of ``epoch`` (0-based), naming a likely cause."""
     bad_input = not np.isfinite(x_batch).all()
     cause = " (this batch's input holds NaN or inf values)" if bad_input else ""
