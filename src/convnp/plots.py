@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convnp.files.atomic import atomic_write
+
 __all__ = [
     "INSTALL_HINT",
     "require_matplotlib",
@@ -63,10 +65,8 @@ def _new_figure(figsize: tuple[float, float]):
 
 
 def _save(figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    """Render ``figure`` as a PNG at ``path``, atomically (folders are created)."""
+    return atomic_write(path, lambda stream: figure.savefig(stream, format="png"))
 
 
 # -------------------------------------------------------------- learning curves

@@ -34,11 +34,11 @@ convolution are float32-only).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from convnp.files.atomic import atomic_write_bytes
 from convnp.functional.geometry import conv_geometry
 from convnp.nn.activations import ELU, Gaussian, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from convnp.nn.conv import Conv2D
@@ -65,8 +65,7 @@ def _import(name: str, feature: str):
         return importlib.import_module(name)
     except ImportError as error:
         raise ImportError(
-            f"{feature} needs the optional package '{name}', which is not installed: "
-            f"{_INSTALL_HINT}"
+            f"{feature} needs the optional package '{name}', which is not installed: {_INSTALL_HINT}"
         ) from error
 
 
@@ -98,9 +97,7 @@ class _GraphBuilder:
         """Add one node with one output; returns the output's tensor name."""
         node_name = self.unique(name)
         output = output if output is not None else self.unique(f"{node_name}:out")
-        self.nodes.append(
-            self.onnx.helper.make_node(op_type, inputs, [output], name=node_name, **attrs)
-        )
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [output], name=node_name, **attrs))
         return output
 
 
@@ -112,9 +109,7 @@ def _onnx_pads(pads: tuple[int, int, int, int]) -> list[int]:
 
 def _window_pads(layer: Layer, dilation: tuple[int, int]) -> list[int]:
     """The explicit pads of a windowed layer for its built input size ("same" resolved)."""
-    pads, _ = conv_geometry(
-        layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.name
-    )
+    pads, _ = conv_geometry(layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.name)
     return _onnx_pads(pads)
 
 
@@ -157,7 +152,9 @@ def _emit_group_standardise(graph: _GraphBuilder, x: str, groups: int, eps: floa
     ones = graph.constant(f"{prefix}unit_scale", np.ones(groups), np.float32)
     zeros = graph.constant(f"{prefix}zero_shift", np.zeros(groups), np.float32)
     standardised = graph.node(
-        "InstanceNormalization", [grouped, ones, zeros], f"{prefix}InstanceNormalization",
+        "InstanceNormalization",
+        [grouped, ones, zeros],
+        f"{prefix}InstanceNormalization",
         epsilon=float(eps),
     )
     x_shape = graph.node("Shape", [x], f"{prefix}Shape")
@@ -215,9 +212,7 @@ def _emit_layer(graph: _GraphBuilder, layer: Layer, x: str, index: int, opset: i
             graph.constant(f"{prefix}running_mean", layer.running_mean),
             graph.constant(f"{prefix}running_var", layer.running_var),
         ]
-        return graph.node(
-            "BatchNormalization", inputs, f"{prefix}BatchNormalization", epsilon=float(layer.eps)
-        )
+        return graph.node("BatchNormalization", inputs, f"{prefix}BatchNormalization", epsilon=float(layer.eps))
     if isinstance(layer, GroupNorm):
         sample_ndim = len(layer.input_shape)
         standardised = _emit_group_standardise(graph, x, layer.num_groups, layer.eps, prefix)
@@ -279,8 +274,7 @@ def build_onnx_model(model, opset: int = 17):
         raise TypeError(f"to_onnx: expected a convnp Sequential, got {type(model).__name__}")
     if not model.built:
         raise RuntimeError(
-            "to_onnx: the model is not built yet; pass input_shape= to Sequential or run a batch "
-            "through it"
+            "to_onnx: the model is not built yet; pass input_shape= to Sequential or run a batch through it"
         )
     newest = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
@@ -327,21 +321,6 @@ def build_onnx_model(model, opset: int = 17):
     return model_proto
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
-
-
 def _verify(model, path: Path, atol: float) -> None:
     """Run the file in ONNX Runtime on a random batch and compare with ``model.predict``."""
     ort = _import("onnxruntime", "convnp.interop.to_onnx(verify=True)")
@@ -353,14 +332,11 @@ def _verify(model, path: Path, atol: float) -> None:
     error = float(np.max(np.abs(onnx_out - expected)))
     if not error <= atol:
         raise RuntimeError(
-            f"to_onnx: ONNX Runtime's output for {path} differs from model.predict by {error:.3g} "
-            f"(tolerance {atol:g})"
+            f"to_onnx: ONNX Runtime's output for {path} differs from model.predict by {error:.3g} (tolerance {atol:g})"
         )
 
 
-def to_onnx(
-    model, path: str | os.PathLike, opset: int = 17, verify: bool = False, atol: float = 1e-4
-) -> Path:
+def to_onnx(model, path: str | os.PathLike, opset: int = 17, verify: bool = False, atol: float = 1e-4) -> Path:
     """Write ``model`` as an ONNX file whose output is ``model.predict``'s probabilities.
 
     Parameters
@@ -404,7 +380,7 @@ def to_onnx(
     """
     model_proto = build_onnx_model(model, opset=opset)
     path = Path(path)
-    _atomic_write(path, model_proto.SerializeToString())
+    atomic_write_bytes(path, model_proto.SerializeToString())
     if verify:
         _verify(model, path, atol)
     return path
