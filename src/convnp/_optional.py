@@ -18,8 +18,7 @@ def require(module: str, feature: str, extra: str) -> ModuleType:
     except ImportError as error:
         package = module.split(".")[0]
         raise ImportError(
-            f"{feature} needs the optional package '{package}', which is not installed: "
-            f"pip install 'convnp[{extra}]'"
+            f"{feature} needs the optional package '{package}', which is not installed: pip install convnp[{extra}]"
         ) from error
 
 

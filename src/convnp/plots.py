@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convnp._optional import require
 from convnp.files.atomic import atomic_write
 
 __all__ = [
@@ -46,11 +47,7 @@ _ELEMENTWISE_LAYERS = ("BatchNorm2D", "GroupNorm", "ReLU", "LeakyReLU", "ELU", "
 
 def require_matplotlib():
     """Import and return the ``matplotlib`` module, or raise ``ImportError`` naming the install command."""
-    try:
-        import matplotlib
-    except ImportError as error:
-        raise ImportError(f"convnp.plots needs matplotlib, which is not installed: {INSTALL_HINT}") from error
-    return matplotlib
+    return require("matplotlib", "convnp.plots", "plots")
 
 
 def _new_figure(figsize: tuple[float, float]):

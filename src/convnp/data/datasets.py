@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convnp._optional import require
 from convnp.data import download as _download
 from convnp.data.errors import DatasetNotFoundError, DownloadError
 from convnp.data.idx import read_idx
@@ -410,14 +411,8 @@ def _load_digits():
     ``numpy.random.default_rng(0)``, so every call and every machine get the
     same two sets.
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as error:
-        raise ImportError(
-            "the 'digits' dataset is the copy embedded in scikit-learn, which is not "
-            "installed: pip install 'convnp[digits]' (or pip install scikit-learn)"
-        ) from error
-    bunch = load_digits()
+    sklearn_datasets = require("sklearn.datasets", "the 'digits' dataset (embedded in scikit-learn)", "digits")
+    bunch = sklearn_datasets.load_digits()
     images = bunch.images.astype(np.float32)[:, None] / np.float32(16.0)  # (1797, 1, 8, 8)
     labels = bunch.target.astype(np.int64)
     train_idx, test_idx = _stratified_split(labels, DIGITS_TEST_FRACTION, np.random.default_rng(DIGITS_SEED))

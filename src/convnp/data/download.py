@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from convnp._optional import optional
 from convnp.data.errors import ChecksumError, DownloadError
 from convnp.files.atomic import atomic_write
 
@@ -125,13 +126,10 @@ def _open_url(url: str, timeout: float):
 
 def _progress_bar(total: int | None, description: str, verbose: bool):
     """A tqdm bar when tqdm is installed and verbose, else None (quiet)."""
-    if not verbose:
+    tqdm = optional("tqdm") if verbose else None
+    if tqdm is None:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024)
+    return tqdm.tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024)
 
 
 def _receive(response, stream, algorithm: str, expected: str, total: int | None, progress) -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convnp._optional import require
 from convnp.files.atomic import atomic_write_bytes
 from convnp.functional.geometry import conv_geometry
 from convnp.nn.activations import ELU, Gaussian, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
@@ -54,19 +55,6 @@ __all__ = ["to_onnx", "MIN_OPSET", "INPUT_NAME", "OUTPUT_NAME"]
 MIN_OPSET = 13  # Softmax normalises along one axis from opset 13 on
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
-_INSTALL_HINT = "pip install convnp[onnx]"
-
-
-def _import(name: str, feature: str):
-    """Import an optional package, or raise ImportError naming the extra to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise ImportError(
-            f"{feature} needs the optional package '{name}', which is not installed: {_INSTALL_HINT}"
-        ) from error
 
 
 class _GraphBuilder:
@@ -267,7 +255,7 @@ def build_onnx_model(model, opset: int = 17):
     -------
     onnx.ModelProto
     """
-    onnx = _import("onnx", "convnp.interop.to_onnx")
+    onnx = require("onnx", "convnp.interop.to_onnx", "onnx")
     from convnp._version import __version__
 
     if not isinstance(model, Sequential):
@@ -323,7 +311,7 @@ def build_onnx_model(model, opset: int = 17):
 
 def _verify(model, path: Path, atol: float) -> None:
     """Run the file in ONNX Runtime on a random batch and compare with ``model.predict``."""
-    ort = _import("onnxruntime", "convnp.interop.to_onnx(verify=True)")
+    ort = require("onnxruntime", "convnp.interop.to_onnx(verify=True)", "onnx")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, *model.input_shape)).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
