@@ -23,8 +23,8 @@ from convnp.callbacks.errors import TrainingDivergedError
 from convnp.callbacks.run_state import RunState, random_layers
 from convnp.serialization import (
     ModelFileError,
-    _json_default,
     architecture,
+    json_default,
     load_file,
     model_path,
     model_state,
@@ -164,7 +164,7 @@ def parameters_finite(model) -> bool:
 
 def _same_architecture(model, meta: dict) -> str | None:
     """None when ``meta`` describes ``model``'s architecture, else what differs."""
-    mine = json.loads(json.dumps(architecture(model), default=_json_default))
+    mine = json.loads(json.dumps(architecture(model), default=json_default))
     if meta.get("input_shape") != mine["input_shape"]:
         return f"input shape {tuple(meta.get('input_shape') or ())} in the file, {model.input_shape} here"
     if meta.get("dtype") != mine["dtype"]:
