@@ -20,7 +20,7 @@ def test_require_names_the_convnp_extra():
         require(MISSING, "convnp.plots", "plots")
     assert str(raised.value) == (
         "convnp.plots needs the optional package 'convnp_test_no_such_package', which is not installed: "
-        "pip install 'convnp[plots]'"
+        "pip install convnp[plots]"
     )
 
 

@@ -24,7 +24,7 @@ def require(module: str, feature: str, extra: str | None = None, *, hint: str | 
         return importlib.import_module(module)
     except ImportError as error:
         package = module.split(".")[0]
-        instruction = hint if hint is not None else f"pip install 'convnp[{extra}]'"
+        instruction = hint if hint is not None else f"pip install convnp[{extra}]"
         raise ImportError(
             f"{feature} needs the optional package '{package}', which is not installed: {instruction}"
         ) from error

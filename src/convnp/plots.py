@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from convnp._optional import require
+from convnp.files.atomic import atomic_write
+
 __all__ = [
     "INSTALL_HINT",
     "require_matplotlib",
@@ -44,11 +47,7 @@ _ELEMENTWISE_LAYERS = ("BatchNorm2D", "GroupNorm", "ReLU", "LeakyReLU", "ELU", "
 
 def require_matplotlib():
     """Import and return the ``matplotlib`` module, or raise ``ImportError`` naming the install command."""
-    try:
-        import matplotlib
-    except ImportError as error:
-        raise ImportError(f"convnp.plots needs matplotlib, which is not installed: {INSTALL_HINT}") from error
-    return matplotlib
+    return require("matplotlib", "convnp.plots", "plots")
 
 
 def _new_figure(figsize: tuple[float, float]):
@@ -63,10 +62,8 @@ def _new_figure(figsize: tuple[float, float]):
 
 
 def _save(figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    """Render ``figure`` as a PNG at ``path``, atomically (folders are created)."""
+    return atomic_write(path, lambda stream: figure.savefig(stream, format="png"))
 
 
 # -------------------------------------------------------------- learning curves

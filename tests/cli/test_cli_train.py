@@ -95,7 +95,7 @@ def test_resume_finished_run_with_more_epochs_continues(tmp_path):
 
 
 def test_ctrl_c_saves_checkpoint_and_resume_continues_exactly(tmp_path, monkeypatch, capsys):
-    original_step = convnp.training.train_step
+    original_step = convnp.training.loop.train_step
     calls = {"n": 0}
 
     def step_then_ctrl_c(*args, **kwargs):
@@ -104,13 +104,13 @@ def test_ctrl_c_saves_checkpoint_and_resume_continues_exactly(tmp_path, monkeypa
             signal.raise_signal(signal.SIGINT)
         return original_step(*args, **kwargs)
 
-    monkeypatch.setattr(convnp.training, "train_step", step_then_ctrl_c)
+    monkeypatch.setattr(convnp.training.loop, "train_step", step_then_ctrl_c)
     run = tmp_path / "run"
     assert train(run, "--epochs", "3", "--no-plots") == 130
     err = capsys.readouterr().err
     assert f"convnp train --resume {run}" in err
     assert (run / "checkpoint.npz").is_file() and not (run / "model.npz").exists()
-    monkeypatch.setattr(convnp.training, "train_step", original_step)
+    monkeypatch.setattr(convnp.training.loop, "train_step", original_step)
 
     assert main(["train", "--resume", str(run), "--verbose", "0", "--no-plots"]) == 0
     assert train(tmp_path / "straight", "--epochs", "3", "--no-plots") == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnp.data import datasets, download, write_idx
+from convnp.data import download, locate, write_idx
 
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -40,7 +40,7 @@ def isolated_data_env(monkeypatch, tmp_path):
     # A proxy from the environment must not intercept the local test server.
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", {})
+    monkeypatch.setattr(locate, "SYSTEM_DIRS", {})
     # Any download a test did not set up hits a closed local port, never the internet.
     unreachable = closed_port_url()
     for name in list(download.MIRRORS):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from convnp.data import DATASETS, load
-from convnp.data.datasets import _stratified_split
+from convnp.data.digits import _stratified_split
 
 pytest.importorskip("sklearn")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnp.data import DATASETS, DatasetNotFoundError, datasets, load, write_idx
+from convnp.data import DATASETS, DatasetNotFoundError, load, locate, write_idx
 
 
 def _assert_matches(loaded, arrays):
@@ -62,7 +62,7 @@ def test_search_order_data_dir_then_env_then_cache_then_system(
     in_cache = make_idx_files(isolated_data_env / "fashion-mnist", seed=3)
     in_system = make_idx_files(tmp_path / "usr-share", seed=4)
     monkeypatch.setenv("CONVNP_DATA", str(tmp_path / "env"))
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", {"fashion-mnist": [tmp_path / "usr-share"]})
+    monkeypatch.setattr(locate, "SYSTEM_DIRS", {"fashion-mnist": [tmp_path / "usr-share"]})
 
     name = "fashion-mnist"
     _assert_matches(load(name, data_dir=tmp_path / "given", download=False), in_data_dir)
@@ -154,7 +154,7 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 def test_debian_system_copy_of_fashion_mnist(monkeypatch):
     # The package recompresses the files (their md5s differ from the published
     # ones), which is why local files are validated by structure, not checksum.
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", {"fashion-mnist": [DEBIAN_FASHION_MNIST]})
+    monkeypatch.setattr(locate, "SYSTEM_DIRS", {"fashion-mnist": [DEBIAN_FASHION_MNIST]})
     (x_train, y_train), (x_test, y_test) = load("fashion-mnist", download=False)
     assert x_train.shape == (60000, 1, 28, 28) and x_test.shape == (10000, 1, 28, 28)
     assert x_train.dtype == np.float32 and 0.0 == x_train.min() and x_train.max() == 1.0

@@ -2,10 +2,10 @@
 
 A file is tried on each mirror in order (dataset hosts come and go, and some
 answer 403 to scripts: keep several and verify what they send). The bytes are
-streamed into a temporary file in the cache folder while their digest is
-computed; only a file whose digest matches the published one is moved into
-place, with an atomic ``os.replace``. A failed or interrupted transfer and a
-checksum mismatch leave nothing behind, so whatever sits in the cache under a
+streamed through ``convnp.files.atomic.atomic_write`` (a temporary file in the
+cache folder) while their digest is computed; only a file whose digest matches
+the published one is renamed into place. A failed or interrupted transfer and
+a checksum mismatch leave nothing behind, so whatever sits in the cache under a
 dataset's file name is always a verified copy.
 
 ``MIRRORS`` and ``CHECKSUMS`` are plain module-level dicts so tests (and users
@@ -19,14 +19,15 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from convnp._optional import optional
 from convnp.data.errors import ChecksumError, DownloadError
+from convnp.files.atomic import atomic_write
 
-__all__ = ["MIRRORS", "CHECKSUMS", "cache_root", "download_file", "file_digest"]
+__all__ = ["MIRRORS", "CHECKSUMS", "cache_root", "download_file"]
 
 # Base URLs per dataset, tried in order; a file's URL is base + file name.
 MIRRORS: dict[str, list[str]] = {
@@ -102,15 +103,6 @@ def _new_hash(algorithm: str):
     return hashlib.new(algorithm, usedforsecurity=False)
 
 
-def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
-    """Hex digest of a file, read in chunks."""
-    digest = _new_hash(algorithm)
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class _MirrorFailed(Exception):
     """A network-side failure of one mirror (the next one is worth trying)."""
 
@@ -134,57 +126,56 @@ def _open_url(url: str, timeout: float):
 
 def _progress_bar(total: int | None, description: str, verbose: bool):
     """A tqdm bar when tqdm is installed and verbose, else None (quiet)."""
-    if not verbose:
+    tqdm = optional("tqdm") if verbose else None
+    if tqdm is None:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024)
+    return tqdm.tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024)
+
+
+def _receive(response, stream, algorithm: str, expected: str, total: int | None, progress) -> None:
+    """Copy the response body into ``stream``; raise unless it is complete and has the expected digest."""
+    digest = _new_hash(algorithm)
+    received = 0
+    while True:
+        try:
+            chunk = response.read(_CHUNK_BYTES)
+        except (OSError, http.client.HTTPException) as error:
+            raise _MirrorFailed(f"transfer failed: {_describe(error)}") from error
+        if not chunk:
+            break
+        stream.write(chunk)
+        digest.update(chunk)
+        received += len(chunk)
+        if progress is not None:
+            progress.update(len(chunk))
+    if total is not None and received != total:
+        raise _MirrorFailed(f"incomplete transfer: {received} of {total} bytes")
+    actual = digest.hexdigest()
+    if actual != expected:
+        raise ChecksumError(
+            f"checksum mismatch: expected {algorithm} {expected}, got {actual} "
+            f"({received} bytes); the file was discarded",
+            attempts=[],
+        )
 
 
 def _fetch_one(url: str, destination: Path, checksum: str, verbose: bool, timeout: float) -> None:
-    """Download ``url`` to ``destination`` if its digest matches, else leave no trace."""
+    """Download ``url`` to ``destination`` if its digest matches, else leave no trace.
+
+    The bytes stream through ``atomic_write``: any exception while receiving
+    them (a failed transfer, a digest mismatch, Ctrl-C) removes the temporary
+    file, and only a verified file is renamed into place.
+    """
     algorithm, expected = _parse_checksum(checksum)
     response = _open_url(url, timeout)
     with response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        # Created only once a mirror answers, so an offline run leaves no folders.
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
-        temp_path = Path(temp_name)
         progress = _progress_bar(total, destination.name, verbose)
         try:
-            digest = _new_hash(algorithm)
-            received = 0
-            with os.fdopen(fd, "wb") as temp_file:
-                while True:
-                    try:
-                        chunk = response.read(_CHUNK_BYTES)
-                    except (OSError, http.client.HTTPException) as error:
-                        raise _MirrorFailed(f"transfer failed: {_describe(error)}") from error
-                    if not chunk:
-                        break
-                    temp_file.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    if progress is not None:
-                        progress.update(len(chunk))
-            if total is not None and received != total:
-                raise _MirrorFailed(f"incomplete transfer: {received} of {total} bytes")
-            actual = digest.hexdigest()
-            if actual != expected:
-                raise ChecksumError(
-                    f"checksum mismatch: expected {algorithm} {expected}, got {actual} "
-                    f"({received} bytes); the file was discarded",
-                    attempts=[],
-                )
-            os.replace(temp_path, destination)
-        except BaseException:
-            # Also on KeyboardInterrupt: never leave a partial file in the cache.
-            temp_path.unlink(missing_ok=True)
-            raise
+            # The cache folder is created only here, once a mirror answers, so an
+            # offline run leaves no folders.
+            atomic_write(destination, lambda stream: _receive(response, stream, algorithm, expected, total, progress))
         finally:
             if progress is not None:
                 progress.close()

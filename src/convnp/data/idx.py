@@ -20,11 +20,12 @@ import gzip
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from convnp.files.atomic import atomic_write_bytes
 
 __all__ = ["read_idx", "write_idx", "IDX_DTYPES"]
 
@@ -160,7 +161,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> Path:
-    """Write ``array`` as an IDX file, atomically (temp file + rename).
+    """Write ``array`` as an IDX file, atomically (``convnp.files.atomic``).
 
     Parameters
     ----------
@@ -191,14 +192,4 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
         compress = path.name.endswith(".gz")
     if compress:
         payload = gzip.compress(payload, mtime=0)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as temp_file:
-            temp_file.write(payload)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, payload)

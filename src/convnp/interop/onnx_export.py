@@ -34,11 +34,12 @@ convolution are float32-only).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from convnp._optional import require
+from convnp.files.atomic import atomic_write_bytes
 from convnp.functional.geometry import conv_geometry
 from convnp.nn.activations import ELU, Gaussian, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from convnp.nn.conv import Conv2D
@@ -54,19 +55,6 @@ __all__ = ["to_onnx", "MIN_OPSET", "INPUT_NAME", "OUTPUT_NAME"]
 MIN_OPSET = 13  # Softmax normalises along one axis from opset 13 on
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
-_INSTALL_HINT = "pip install convnp[onnx]"
-
-
-def _import(name: str, feature: str):
-    """Import an optional package, or raise ImportError naming the extra to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise ImportError(
-            f"{feature} needs the optional package '{name}', which is not installed: {_INSTALL_HINT}"
-        ) from error
 
 
 class _GraphBuilder:
@@ -269,7 +257,7 @@ def build_onnx_model(model, opset: int = 17):
     -------
     onnx.ModelProto
     """
-    onnx = _import("onnx", "convnp.interop.to_onnx")
+    onnx = require("onnx", "convnp.interop.to_onnx", "onnx")
     from convnp._version import __version__
 
     if not isinstance(model, Sequential):
@@ -323,24 +311,9 @@ def build_onnx_model(model, opset: int = 17):
     return model_proto
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
-
-
 def _verify(model, path: Path, atol: float) -> None:
     """Run the file in ONNX Runtime on a random batch and compare with ``model.predict``."""
-    ort = _import("onnxruntime", "convnp.interop.to_onnx(verify=True)")
+    ort = require("onnxruntime", "convnp.interop.to_onnx(verify=True)", "onnx")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, *model.input_shape)).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -397,7 +370,7 @@ def to_onnx(model, path: str | os.PathLike, opset: int = 17, verify: bool = Fals
     """
     model_proto = build_onnx_model(model, opset=opset)
     path = Path(path)
-    _atomic_write(path, model_proto.SerializeToString())
+    atomic_write_bytes(path, model_proto.SerializeToString())
     if verify:
         _verify(model, path, atol)
     return path

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from convnp._random import as_generator
+from convnp.files.model_file import save_model
 from convnp.nn import engine
 from convnp.nn.activations import Softmax
 from convnp.nn.layer import Layer, shape_mismatch
@@ -376,6 +377,4 @@ class Network:
 
     def save(self, path, optimizer=None):
         """Write the model (and optionally an optimizer's state) to one ``.npz`` file, atomically."""
-        from convnp.serialization import save
-
-        return save(self, path, optimizer=optimizer)
+        return save_model(self, path, optimizer=optimizer)

@@ -135,6 +135,27 @@ def assert_identical(result, expected) -> None:
         assert history[key] == ref_history[key], key
 
 
+def run_with_backup(path, interrupt: Interrupt | None = None):
+    """``run("adam", "step")`` with a ``BackupAndRestore`` passed as the last callback instead of ``checkpoint=``."""
+    x, y = dataset()
+    model = make_model()
+    optimizer = make_optimizer("adam", model.parameters())
+    scheduler = make_scheduler("step", optimizer)
+    hooks = [callbacks.LearningRateScheduler(scheduler), *([interrupt] if interrupt else []),
+             callbacks.BackupAndRestore(path)]  # fmt: skip
+    history = model.fit(x, y, epochs=EPOCHS, batch_size=BATCH, optimizer=optimizer, callbacks=hooks, seed=7,
+                        verbose=0, augment=augment)  # fmt: skip
+    return model, optimizer, scheduler, history
+
+
+def test_a_backup_and_restore_callback_resumes_like_checkpoint(tmp_path):
+    path = tmp_path / "backup.npz"
+    with pytest.raises(KeyboardInterrupt, match=r"epoch 2, batch 2; saved .*backup.npz"):
+        run_with_backup(path, Interrupt("sigint", epoch=1, batch=1))
+    assert load_file(path)[0]["extra"]["batch"] == 2
+    assert_identical(run_with_backup(path), reference("adam", "step"))
+
+
 def test_training_is_deterministic_and_the_interruptions_are_real():
     """Control: the same seed reproduces a run; without resume an interrupted run ends elsewhere."""
     assert_identical(run("adam", "step"), reference("adam", "step"))

@@ -1,0 +1,51 @@
+"""Inference over a whole dataset in batches: ``evaluate`` (mean loss, accuracy) and ``predict``.
+
+Both run the model in inference mode (Dropout off, batch norm on its running
+statistics) one batch at a time, so memory stays bounded whatever N is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from convnp.functional.activations import softmax_forward
+from convnp.training.checks import as_batch, check_batch_size, check_loss, prepare_data
+from convnp.training.losses import count_correct, loss_and_grad
+
+
+def outputs_in_batches(model, x: np.ndarray, batch_size: int, logits: bool = False) -> Iterator[np.ndarray]:
+    """Inference-mode outputs of ``x[start : start + batch_size]`` for start = 0, batch_size, ...
+
+    With ``logits=True`` a final Softmax layer is skipped (its input is returned).
+    """
+    with model.logits_view(logits) as stop:
+        for start in range(0, len(x), batch_size):
+            yield model.forward_layers(x[start : start + batch_size], training=False, stop=stop, keep_caches=False)
+
+
+def evaluate(model, x, y, batch_size: int = 256, loss: str = "cross_entropy") -> dict[str, float]:
+    """Mean loss and accuracy over ``(x, y)`` in inference mode, in batches.
+
+    loss = sum over batches of (batch mean loss * batch size) / N;
+    accuracy = correct predictions / N (0 for mse targets).
+    """
+    batch_size = check_batch_size(batch_size, "evaluate")
+    check_loss(loss, "evaluate")
+    x, y = prepare_data(model, x, y, "evaluate", loss)
+    total_loss, correct = 0.0, 0
+    for start, outputs in zip(range(0, len(x), batch_size), outputs_in_batches(model, x, batch_size, logits=True)):
+        y_batch = y[start : start + batch_size]
+        batch_loss, _ = loss_and_grad(outputs, y_batch, loss, 0.0)
+        total_loss += batch_loss * len(y_batch)
+        correct += count_correct(outputs, y_batch)
+    return {"loss": total_loss / len(x), "accuracy": correct / len(x)}
+
+
+def predict(model, x, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, classes): softmax of the outputs (or the model's own Softmax)."""
+    batch_size = check_batch_size(batch_size, "predict")
+    x = model.prepare_input(as_batch(x, "predict"))
+    batches = [softmax_forward(out)[0] for out in outputs_in_batches(model, x, batch_size, logits=True)]
+    return np.concatenate(batches, axis=0)

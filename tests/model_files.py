@@ -1,0 +1,82 @@
+"""Shared helpers for the model-file tests: a model with every kind of stored array, and
+ways to read, change and re-write the entries of a saved file.
+
+Import as ``from tests.model_files import rich_model, ...``; the ``saved`` fixture
+(tests/conftest.py) trains and saves ``rich_model()``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+import convnp
+from convnp import nn
+from convnp.files.model_file import META_KEY, file_checksum
+
+
+def rich_model(dtype: str = "float32") -> convnp.Sequential:
+    """Every kind of stored array: conv and dense weights, biases, batch-norm buffers."""
+    return convnp.Sequential(
+        [
+            nn.Conv2D(3, 3, padding=1),
+            nn.BatchNorm2D(),
+            nn.ReLU(),
+            nn.MaxPool2D(2),
+            nn.Flatten(),
+            nn.Dropout(0.25),
+            nn.Dense(6, activation=nn.LeakyReLU(0.2)),
+            nn.BatchNorm1D(),
+            nn.Dense(3),
+        ],
+        input_shape=(1, 6, 6),
+        dtype=dtype,
+        seed=0,
+    )
+
+
+def data(dtype: str = "float32", n: int = 16):
+    rng = np.random.default_rng(1)
+    return rng.random((n, 1, 6, 6)).astype(dtype), rng.integers(0, 3, n)
+
+
+def read_entries(path) -> dict[str, np.ndarray]:
+    """The raw arrays of an .npz (numpy.load, no pickle), keyed as stored."""
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def rewrite(path, entries: dict[str, np.ndarray], meta: dict | None = None, fix_checksum: bool = False) -> None:
+    """Write ``entries`` (and ``meta`` as the description) back as a well-formed .npz."""
+    entries = dict(entries)
+    if meta is not None:
+        if fix_checksum:
+            arrays = {k: v for k, v in entries.items() if k != META_KEY}
+            meta = {**meta, "checksum": file_checksum(meta, arrays)}
+        entries[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as stream:
+        np.savez(stream, **entries)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def description(entries: dict[str, np.ndarray]) -> dict:
+    return json.loads(entries[META_KEY].tobytes().decode())
+
+
+def assert_same_state(a: convnp.Sequential, b: convnp.Sequential) -> None:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert list(state_a) == list(state_b)
+    for key in state_a:
+        assert state_a[key].dtype == state_b[key].dtype, key
+        assert np.array_equal(state_a[key], state_b[key]), key
+
+
+def files_in(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
