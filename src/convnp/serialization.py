@@ -4,7 +4,7 @@ The file format, its checks and the writer live in ``convnp.files``
 (``model_file``: layout, checksums, ``save_model``, ``load_file``; ``safe_zip``:
 the reader that never unpickles; ``atomic``: the writer). What is here needs
 the layers: ``build_from_architecture`` turns a file's description back into a
-``Sequential``, and ``load`` fills it.
+``Sequential`` or a graph ``Model``, and ``load`` fills it.
 
 ``load`` never half-loads: it builds a new model and fills it only once every
 array has been read, verified and shape-checked.
@@ -31,7 +31,10 @@ from convnp.files.model_file import (
     optimizer_state,
 )
 from convnp.files.model_file import save_model as save
-from convnp.nn.layer import LAYER_REGISTRY
+from convnp.nn.graph import Model
+from convnp.nn.layer import LAYER_REGISTRY, Layer
+from convnp.nn.network import Network
+from convnp.nn.node import Input
 from convnp.nn.sequential import Sequential
 
 __all__ = [
@@ -53,39 +56,80 @@ __all__ = [
     "FORMAT_VERSION",
 ]
 
-# Also under its former private name, which convnp.training imports.
+
+def _layer_from_spec(spec, where: str) -> Layer:
+    """One layer from its ``{"class", "config"}`` description; only registered, public layer classes."""
+    name = spec["class"]
+    cls = LAYER_REGISTRY.get(name) if isinstance(name, str) else None
+    if cls is None or name.startswith("_"):
+        raise ModelFileError(f"{where}: unknown layer type {name!r} in the file")
+    if not isinstance(spec["config"], dict):
+        raise ValueError(f"the config of {name} is not a JSON object")
+    return cls.from_config(spec["config"])
 
 
-def build_from_architecture(meta: dict, where: str = "convnp.load") -> Sequential:
-    """A fresh, built ``Sequential`` from the JSON description (parameters not yet loaded).
+def _graph_model(layers: list[Layer], wiring, input_shape: tuple[int, ...], dtype: str, where: str) -> Model:
+    """A ``Model`` from its layers and the values each reads; refuses dangling, forward or unused references."""
+    if not isinstance(wiring, list) or len(wiring) != len(layers):
+        raise ValueError(f"'inputs' must list the inputs of each of the {len(layers)} layers")
+    values = [Input(input_shape)]
+    read = set()
+    for index, (layer, inputs) in enumerate(zip(layers, wiring)):
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in inputs)
+        ):
+            raise ModelFileError(f"{where}: layer {index} has invalid inputs {inputs!r} (a list of value numbers)")
+        if any(not 0 <= value <= index for value in inputs):
+            raise ModelFileError(
+                f"{where}: layer {index} reads values {inputs}, but only 0..{index} exist before it "
+                "(a dangling reference or a cycle)"
+            )
+        if len(inputs) > 1 and not layer.multi_input:
+            raise ModelFileError(f"{where}: layer {index} ({type(layer).__name__}) takes one input, got {inputs}")
+        read.update(inputs)
+        nodes = [values[value] for value in inputs]
+        values.append(layer(nodes if layer.multi_input else nodes[0]))
+    unused = sorted(set(range(len(layers))) - read)
+    if unused:
+        raise ModelFileError(f"{where}: values {unused} are computed but never read (a dangling layer)")
+    model = Model(values[0], values[-1], dtype=dtype)
+    if model.layers != layers:
+        raise ModelFileError(f"{where}: the layers are not listed in the graph's topological order")
+    return model
+
+
+def build_from_architecture(meta: dict, where: str = "convnp.load") -> Network:
+    """A fresh, built ``Sequential`` or ``Model`` from the JSON description (parameters not yet loaded).
 
     Raises ``ModelFileError`` for an unknown or private layer class, a config a
-    layer refuses, an invalid dtype or input shape.
+    layer refuses, an invalid dtype or input shape, and, for a graph, inputs
+    that refer to values not computed before (cycles, dangling references),
+    layers whose output nothing reads, or shapes that do not fit.
     """
     try:
-        layers = []
         specs = meta["layers"]
         if not isinstance(specs, list) or not specs:
             raise ValueError(f"'layers' must be a non-empty list, got {specs!r}")
-        for spec in specs:
-            name = spec["class"]
-            cls = LAYER_REGISTRY.get(name) if isinstance(name, str) else None
-            if cls is None or name.startswith("_"):
-                raise ModelFileError(f"{where}: unknown layer type {name!r} in the file")
-            if not isinstance(spec["config"], dict):
-                raise ValueError(f"the config of {name} is not a JSON object")
-            layers.append(cls(**spec["config"]))
+        layers = [_layer_from_spec(spec, where) for spec in specs]
         if meta["dtype"] not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {meta['dtype']!r}")
-        return Sequential(layers, input_shape=tuple(meta["input_shape"]), dtype=meta["dtype"])
+        input_shape = tuple(meta["input_shape"])
+        kind = meta.get("kind", "Sequential")
+        if kind == "Model":
+            return _graph_model(layers, meta["inputs"], input_shape, meta["dtype"], where)
+        if kind != "Sequential":
+            raise ValueError(f"unknown model kind {kind!r}")
+        return Sequential(layers, input_shape=input_shape, dtype=meta["dtype"])
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as error:
         raise ModelFileError(f"{where}: the file's architecture description is invalid ({error})") from error
 
 
-def load(path: str | os.PathLike) -> Sequential:
-    """Load a model saved with ``Sequential.save`` (or ``save`` here); returns a built ``Sequential``.
+def load(path: str | os.PathLike) -> Network:
+    """Load a model saved with ``model.save`` (or ``save`` here); returns a built ``Sequential`` or ``Model``.
 
     The model gets the saved dtype, parameters and batch-norm running
     statistics; ``model.predict`` gives the same outputs as before saving.

@@ -122,11 +122,7 @@ def file_checksum(meta: dict, arrays: dict[str, np.ndarray]) -> str:
 # ------------------------------------------------------------------- writing
 def architecture(model) -> dict:
     """The JSON-compatible description from which ``convnp.serialization.load`` rebuilds ``model``."""
-    return {
-        "dtype": str(model.dtype),
-        "input_shape": list(model.input_shape),
-        "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers],
-    }
+    return model.get_config()
 
 
 def model_path(path: str | os.PathLike) -> Path:

@@ -24,7 +24,7 @@ from convnp._random import as_generator
 from convnp.files.model_file import save_model
 from convnp.nn import engine
 from convnp.nn.activations import Softmax
-from convnp.nn.layer import Layer, shape_mismatch
+from convnp.nn.layer import Layer, layer_config, shape_mismatch
 from convnp.nn.plan import Plan, build_plan
 from convnp.parameter import Parameter
 
@@ -272,6 +272,24 @@ class Network:
         for layer in self.layers:
             layer.astype(self.dtype)
         return self
+
+    def get_config(self) -> dict:
+        """The JSON-compatible description a model file stores: dtype, input shape, layers (and a graph's wiring).
+
+        ``layers`` lists ``{"class", "config"}`` per layer in order; a ``Model``
+        adds ``"kind": "Model"`` and ``inputs``, the values each layer reads
+        (0 the input, k the output of layer k - 1).
+        """
+        self._require_built("get_config")
+        description = {
+            "dtype": str(self.dtype),
+            "input_shape": list(self.input_shape),
+            "layers": [layer_config(layer) for layer in self.layers],
+        }
+        if type(self).__name__ == "Model":
+            description["kind"] = "Model"
+            description["inputs"] = [list(inputs) for _, inputs in self._nodes]
+        return description
 
     # --------------------------------------------------------------- access
     def _require_built(self, what: str) -> None:
