@@ -2,7 +2,7 @@
 
 The levels, bottom to top, are those of docs/architecture.md. The one upward
 call allowed is a model's ``fit``/``evaluate``/``predict`` reaching the
-training loop (``convnp.nn.sequential`` -> ``convnp.training``).
+training loop (``convnp.nn.network`` -> ``convnp.training``).
 """
 
 import ast
@@ -24,7 +24,7 @@ LEVELS = {
     "serialization": 5, "training": 5, "callbacks": 5, "models": 5, "gradcheck": 5, "interop": 5, "plots": 5,
     "cli": 6, "bench": 6, "__main__": 6,
 }  # fmt: skip
-ALLOWED_UPWARD = {("convnp.nn.sequential", "training")}
+ALLOWED_UPWARD = {("convnp.nn.network", "training")}
 
 
 def _part(module: str) -> str | None:
