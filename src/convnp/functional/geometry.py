@@ -23,6 +23,8 @@ __all__ = [
     "normalize_padding",
     "output_size",
     "conv_geometry",
+    "transposed_output_size",
+    "conv_transpose_geometry",
     "pool_geometry",
     "check_pool_padding",
     "pad_spatial",
@@ -124,6 +126,55 @@ def conv_geometry(
             f"dilation={dilation}: output size would be ({h_out}, {w_out})"
         )
     return pads, (h_out, w_out)
+
+
+def transposed_output_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, output_padding: int
+) -> int:
+    """``(size - 1)*stride - 2*padding + dilation*(kernel - 1) + output_padding + 1``.
+
+    The output size of a transposed convolution: the input size of the
+    convolution (same kernel, stride, padding, dilation) that has ``size``
+    output positions. Up to ``stride`` input sizes give that many positions
+    (``output_size`` floors); ``output_padding`` picks one of them.
+    """
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def conv_transpose_geometry(
+    input_hw: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    output_padding: tuple[int, int],
+    dilation: tuple[int, int],
+    owner: str = "",
+    input_shape: tuple[int, ...] | None = None,
+) -> tuple[int, int]:
+    """Check a transposed convolution's settings and return its output size ``(H_out, W_out)``.
+
+    Raises ``ValueError`` naming ``owner`` when an output padding is not
+    smaller than the stride or the dilation of its axis (PyTorch's rule), or
+    when the output would be empty.
+    """
+    for axis in range(2):
+        if output_padding[axis] >= max(stride[axis], dilation[axis]):
+            raise ValueError(
+                f"{owner or 'conv_transpose2d'}: output_padding {output_padding} must be smaller than "
+                f"either stride {stride} or dilation {dilation} in each axis"
+            )
+    out_hw = tuple(
+        transposed_output_size(input_hw[a], kernel_size[a], stride[a], padding[a], dilation[a], output_padding[a])
+        for a in range(2)
+    )
+    if min(out_hw) < 1:
+        shape = input_shape if input_shape is not None else input_hw
+        raise ValueError(
+            f"{owner or 'conv_transpose2d'}: input of shape {tuple(shape)} with kernel_size={kernel_size}, "
+            f"stride={stride}, padding={padding}, output_padding={output_padding}, dilation={dilation}: "
+            f"output size would be {out_hw}"
+        )
+    return out_hw
 
 
 def check_pool_padding(
