@@ -25,6 +25,8 @@ __all__ = [
     "conv_geometry",
     "transposed_output_size",
     "conv_transpose_geometry",
+    "adaptive_output_hw",
+    "adaptive_bins",
     "pool_geometry",
     "check_pool_padding",
     "pad_spatial",
@@ -175,6 +177,45 @@ def conv_transpose_geometry(
             f"output size would be {out_hw}"
         )
     return out_hw
+
+
+def adaptive_output_hw(
+    output_size: int | tuple[int | None, int | None], input_hw: tuple[int, int] | None = None, owner: str = ""
+) -> tuple[int | None, int | None]:
+    """An adaptive pool's output size ``(H_out, W_out)``.
+
+    ``output_size`` is an int (both axes) or a pair whose entries are ints or
+    None; None keeps that axis's input size (taken from ``input_hw``, or left
+    None when it is not given). Raises ``TypeError``/``ValueError`` naming ``owner``.
+    """
+    prefix = f"{owner}: " if owner else ""
+    if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
+        sizes = [output_size, output_size]
+    elif isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        sizes = list(output_size)
+    else:
+        raise TypeError(f"{prefix}output_size must be an int or a pair of ints or None, got {output_size!r}")
+    for axis, size in enumerate(sizes):
+        if size is None:
+            sizes[axis] = None if input_hw is None else int(input_hw[axis])
+        elif isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            raise TypeError(f"{prefix}output_size must be an int or a pair of ints or None, got {output_size!r}")
+        elif size < 1:
+            raise ValueError(f"{prefix}output_size must be >= 1, got {output_size!r}")
+        else:
+            sizes[axis] = int(size)
+    return sizes[0], sizes[1]
+
+
+def adaptive_bins(size: int, out_size: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive-pooling bins along one axis: ``(start, end)`` of bin i, end exclusive.
+
+    ``start = floor(i*size / out_size)``, ``end = ceil((i + 1)*size / out_size)``:
+    the bins cover the axis, each at least one wide; neighbours overlap by a
+    position where out_size does not divide size (and repeat positions when
+    out_size > size).
+    """
+    return [((i * size) // out_size, -(-((i + 1) * size) // out_size)) for i in range(out_size)]
 
 
 def check_pool_padding(
