@@ -28,8 +28,8 @@ r mixes the same two neighbours, k + floor(d_r) and the next one, with the
 same weight d_r - floor(d_r). Only the clamps at the two edges differ, and
 replicating the edge pixel once on each side reproduces them. So each phase
 is one weighted sum of two shifted slices, and its backward pass adds two
-weighted slices back: no per-pixel index arrays. ``naive.py`` computes the
-same values pixel by pixel from the formula above.
+weighted slices back: no per-pixel index arrays. ``convnp.functional.naive``
+computes the same values pixel by pixel from the formula above.
 
 Memory layout: like conv.py, the work runs channels-last; ``out`` is the
 NCHW-shaped view of an (N, H*SH, W*SW, C) array.

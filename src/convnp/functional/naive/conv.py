@@ -1,4 +1,4 @@
-"""The convolution, loop by loop (notation: ``convnp.functional.naive``)."""
+"""The convolution and the transposed convolution, loop by loop (notation: ``convnp.functional.naive``)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_spatial, pair
+from convnp.functional.geometry import IntPair, Padding, conv_geometry, conv_transpose_geometry, pad_spatial, pair
 
-__all__ = ["NaiveConv2dCache", "conv2d_forward", "conv2d_backward"]
+__all__ = [
+    "NaiveConv2dCache",
+    "conv2d_forward",
+    "conv2d_backward",
+    "NaiveConvTranspose2dCache",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward",
+]
 
 
 @dataclass
@@ -155,4 +162,131 @@ def conv2d_backward(dout: np.ndarray, cache: NaiveConv2dCache) -> tuple[np.ndarr
                         dbias[f] += dout[n, f, i, j]
 
     dx = dx_padded[:, :, top : top + height, left : left + width].copy()
+    return dx, dweight, dbias
+
+
+@dataclass
+class NaiveConvTranspose2dCache:
+    """Everything ``conv_transpose2d_backward`` needs: the input and the settings."""
+
+    x: np.ndarray  # (N, C_in, H, W)
+    weight: np.ndarray  # (C_in, C_out/G, KH, KW)
+    has_bias: bool
+    padding: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    out_hw: tuple[int, int]
+
+
+def conv_transpose2d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    output_padding: IntPair = 0,
+    groups: int = 1,
+    dilation: IntPair = 1,
+) -> tuple[np.ndarray, NaiveConvTranspose2dCache]:
+    """Transposed convolution, one multiply-add at a time: every input value scattered through every weight.
+
+    Formula, for input channel c in group g = c // (C_in/G) and f < C_out/G:
+
+        out[n, g*C_out/G + f, i*SH - PH + p*DH, j*SW - PW + q*DW] += x[n, c, i, j] * weight[c, f, p, q]
+
+    for every term whose position lies inside out (the others fall on the
+    cropped padding), then out[n, o, :, :] += bias[o].
+
+    Shape:
+        x:      (N, C_in, H, W)
+        weight: (C_in, C_out // G, KH, KW)
+        out:    (N, C_out, H_out, W_out), H_out = (H - 1)*SH - 2*PH + DH*(KH - 1) + output_padding_h + 1
+
+    Returns ``(out, cache)`` like ``convnp.functional.conv_transpose.conv_transpose2d_forward``.
+    """
+    batch, in_channels, height, width = x.shape
+    _, out_per_group, kernel_h, kernel_w = weight.shape
+    if in_channels % groups or weight.shape[0] != in_channels:
+        raise ValueError(f"naive conv_transpose2d: x shape {x.shape} and weight shape {weight.shape} do not fit")
+    stride_hw = pair(stride, "stride", "naive conv_transpose2d")
+    dilation_hw = pair(dilation, "dilation", "naive conv_transpose2d")
+    pad_h, pad_w = pair(padding, "padding", "naive conv_transpose2d", minimum=0)
+    extra = pair(output_padding, "output_padding", "naive conv_transpose2d", minimum=0)
+    out_h, out_w = conv_transpose_geometry(
+        (height, width), (kernel_h, kernel_w), stride_hw, (pad_h, pad_w), extra, dilation_hw, "naive conv_transpose2d"
+    )
+    in_per_group = in_channels // groups
+
+    out = np.zeros((batch, out_per_group * groups, out_h, out_w), dtype=x.dtype)
+    for n in range(batch):
+        for c in range(in_channels):
+            group = c // in_per_group
+            for i in range(height):
+                for j in range(width):
+                    for f in range(out_per_group):
+                        for p in range(kernel_h):
+                            for q in range(kernel_w):
+                                row = i * stride_hw[0] - pad_h + p * dilation_hw[0]
+                                col = j * stride_hw[1] - pad_w + q * dilation_hw[1]
+                                if 0 <= row < out_h and 0 <= col < out_w:
+                                    out[n, group * out_per_group + f, row, col] += x[n, c, i, j] * weight[c, f, p, q]
+    if bias is not None:
+        for o in range(out.shape[1]):
+            out[:, o] += bias[o]
+    cache = NaiveConvTranspose2dCache(
+        x, weight, bias is not None, (pad_h, pad_w), stride_hw, dilation_hw, groups, (out_h, out_w)
+    )
+    return out, cache
+
+
+def conv_transpose2d_backward(
+    dout: np.ndarray, cache: NaiveConvTranspose2dCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients of the transposed convolution, term by term.
+
+    Each forward term ``x[n, c, i, j] * weight[c, f, p, q]`` was added to
+    out[n, o, row, col] (o = g*C_out/G + f, row = i*SH - PH + p*DH, col = j*SW - PW + q*DW),
+    so it sends dout[n, o, row, col] back to both of its factors:
+
+        dx[n, c, i, j]       += dout[n, o, row, col] * weight[c, f, p, q]
+        dweight[c, f, p, q]  += dout[n, o, row, col] * x[n, c, i, j]
+        dbias[o] = sum over n, rows, cols of dout[n, o, row, col]
+
+    Shape:
+        dout: (N, C_out, H_out, W_out)
+        returns dx (N, C_in, H, W), dweight (C_in, C_out/G, KH, KW), dbias (C_out,) or None
+    """
+    x, weight = cache.x, cache.weight
+    batch, in_channels, height, width = x.shape
+    _, out_per_group, kernel_h, kernel_w = weight.shape
+    out_h, out_w = cache.out_hw
+    if dout.shape != (batch, out_per_group * cache.groups, out_h, out_w):
+        raise ValueError(f"naive conv_transpose2d_backward: dout shape {dout.shape} does not fit the forward output")
+    in_per_group = in_channels // cache.groups
+
+    dx = np.zeros_like(x)
+    dweight = np.zeros_like(weight)
+    for n in range(batch):
+        for c in range(in_channels):
+            group = c // in_per_group
+            for i in range(height):
+                for j in range(width):
+                    for f in range(out_per_group):
+                        for p in range(kernel_h):
+                            for q in range(kernel_w):
+                                row = i * cache.stride[0] - cache.padding[0] + p * cache.dilation[0]
+                                col = j * cache.stride[1] - cache.padding[1] + q * cache.dilation[1]
+                                if 0 <= row < out_h and 0 <= col < out_w:
+                                    grad_out = dout[n, group * out_per_group + f, row, col]
+                                    dx[n, c, i, j] += grad_out * weight[c, f, p, q]
+                                    dweight[c, f, p, q] += grad_out * x[n, c, i, j]
+    dbias = None
+    if cache.has_bias:
+        dbias = np.zeros(dout.shape[1], dtype=dout.dtype)
+        for o in range(dout.shape[1]):
+            for n in range(batch):
+                for row in range(out_h):
+                    for col in range(out_w):
+                        dbias[o] += dout[n, o, row, col]
     return dx, dweight, dbias

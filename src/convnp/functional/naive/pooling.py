@@ -1,4 +1,4 @@
-"""Max, average and global-average pooling, loop by loop (notation: ``convnp.functional.naive``)."""
+"""Max, average, global-average and adaptive average pooling, loop by loop (notation: ``convnp.functional.naive``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, pad_spatial, pair, pool_geometry
+from convnp.functional.geometry import IntPair, Padding, adaptive_output_hw, pad_spatial, pair, pool_geometry
 
 __all__ = [
     "NaivePoolCache",
@@ -16,6 +16,8 @@ __all__ = [
     "avg_pool2d_backward",
     "global_avg_pool2d_forward",
     "global_avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
+    "adaptive_avg_pool2d_backward",
 ]
 
 
@@ -260,3 +262,61 @@ def _crop(dx_padded: np.ndarray, cache: NaivePoolCache) -> np.ndarray:
     _, _, height, width = cache.x_shape
     top, _, left, _ = cache.pads
     return dx_padded[:, :, top : top + height, left : left + width].copy()
+
+
+def _adaptive_bin(i: int, size: int, out_size: int) -> range:
+    """The input positions of bin i: floor(i*size / out_size) ... ceil((i + 1)*size / out_size) - 1."""
+    return range((i * size) // out_size, -(-((i + 1) * size) // out_size))
+
+
+def adaptive_avg_pool2d_forward(x: np.ndarray, output_size) -> tuple[np.ndarray, tuple]:
+    """Mean of every adaptive bin.
+
+    Formula:
+
+        out[n, c, i, j] = (1 / (|rows(i)| * |cols(j)|)) * sum over h in rows(i), w in cols(j) of x[n, c, h, w]
+
+    with rows(i) = ``_adaptive_bin(i, H, H_out)``, cols(j) likewise.
+
+    Shape: x (N, C, H, W) -> out (N, C, H_out, W_out). Returns ``(out, (x.shape, (H_out, W_out)))``.
+    """
+    batch, channels, height, width = x.shape
+    out_h, out_w = adaptive_output_hw(output_size, (height, width), "naive adaptive_avg_pool2d")
+    out = np.zeros((batch, channels, out_h, out_w), dtype=x.dtype)
+    for n in range(batch):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    rows, cols = _adaptive_bin(i, height, out_h), _adaptive_bin(j, width, out_w)
+                    total = x.dtype.type(0)
+                    for h in rows:
+                        for w in cols:
+                            total += x[n, c, h, w]
+                    out[n, c, i, j] = total / (len(rows) * len(cols))
+    return out, (x.shape, (out_h, out_w))
+
+
+def adaptive_avg_pool2d_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """Every input of a bin receives an equal share of that bin's gradient.
+
+    Formula:
+
+        dx[n, c, h, w] += dout[n, c, i, j] / (|rows(i)| * |cols(j)|)   for every h in rows(i), w in cols(j)
+
+    Shape: dout (N, C, H_out, W_out) -> dx (N, C, H, W)
+    """
+    x_shape, (out_h, out_w) = cache
+    batch, channels, height, width = x_shape
+    if dout.shape != (batch, channels, out_h, out_w):
+        raise ValueError(f"naive adaptive_avg_pool2d_backward: dout shape {dout.shape} does not fit the forward output")
+    dx = np.zeros(x_shape, dtype=dout.dtype)
+    for n in range(batch):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    rows, cols = _adaptive_bin(i, height, out_h), _adaptive_bin(j, width, out_w)
+                    share = dout[n, c, i, j] / (len(rows) * len(cols))
+                    for h in rows:
+                        for w in cols:
+                            dx[n, c, h, w] += share
+    return dx
