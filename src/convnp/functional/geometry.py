@@ -24,6 +24,7 @@ __all__ = [
     "output_size",
     "conv_geometry",
     "transposed_output_size",
+    "check_output_padding",
     "conv_transpose_geometry",
     "adaptive_output_hw",
     "adaptive_bins",
@@ -143,6 +144,21 @@ def transposed_output_size(
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
+def check_output_padding(
+    output_padding: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int], owner: str = ""
+) -> None:
+    """A transposed convolution's output padding is smaller than the stride or the dilation of its axis.
+
+    PyTorch's rule; ``ValueError`` naming ``owner`` otherwise.
+    """
+    for axis in range(2):
+        if output_padding[axis] >= max(stride[axis], dilation[axis]):
+            raise ValueError(
+                f"{owner or 'conv_transpose2d'}: output_padding {output_padding} must be smaller than "
+                f"either stride {stride} or dilation {dilation} in each axis"
+            )
+
+
 def conv_transpose_geometry(
     input_hw: tuple[int, int],
     kernel_size: tuple[int, int],
@@ -155,16 +171,10 @@ def conv_transpose_geometry(
 ) -> tuple[int, int]:
     """Check a transposed convolution's settings and return its output size ``(H_out, W_out)``.
 
-    Raises ``ValueError`` naming ``owner`` when an output padding is not
-    smaller than the stride or the dilation of its axis (PyTorch's rule), or
-    when the output would be empty.
+    Raises ``ValueError`` naming ``owner`` for an output padding that
+    ``check_output_padding`` rejects, or when the output would be empty.
     """
-    for axis in range(2):
-        if output_padding[axis] >= max(stride[axis], dilation[axis]):
-            raise ValueError(
-                f"{owner or 'conv_transpose2d'}: output_padding {output_padding} must be smaller than "
-                f"either stride {stride} or dilation {dilation} in each axis"
-            )
+    check_output_padding(output_padding, stride, dilation, owner)
     out_hw = tuple(
         transposed_output_size(input_hw[a], kernel_size[a], stride[a], padding[a], dilation[a], output_padding[a])
         for a in range(2)
