@@ -96,6 +96,19 @@ def gradcheck_cases(seed: int = 0) -> list[tuple[str, object, np.ndarray, bool]]
         training=True,
     )
     add("Identity", nn.Identity(), normal(2, 3))
+    add(
+        "ConvTranspose2D(3, 3, stride=2, padding=1, output_padding=1)",
+        nn.ConvTranspose2D(3, 3, stride=2, padding=1, output_padding=1),
+        normal(2, 2, 4, 4),
+    )
+    add(
+        "ConvTranspose2D(4, 2, stride=2, groups=2, no bias)",
+        nn.ConvTranspose2D(4, 2, stride=2, groups=2, use_bias=False),
+        normal(2, 2, 3, 3),
+    )
+    add("Upsample2D(2)", nn.Upsample2D(2), normal(2, 2, 3, 3))
+    add("Upsample2D(2, bilinear)", nn.Upsample2D(2, "bilinear"), normal(2, 2, 3, 3))
+    add("AdaptiveAvgPool2D((3, 2))", nn.AdaptiveAvgPool2D((3, 2)), normal(2, 2, 5, 5))
     # Merge layers read several values: checked inside a graph where one value fans out to both.
     inputs = nn.Input((2, 4, 4))
     stem = nn.Conv2D(2, 3, padding=1)(inputs)

@@ -22,7 +22,9 @@ from convnp.functional.activations import (
     tanh_backward,
     tanh_forward,
 )
+from convnp.functional.adaptive_pool import adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward
 from convnp.functional.conv import conv2d_backward, conv2d_forward
+from convnp.functional.conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
 from convnp.functional.dropout import dropout_backward, dropout_forward
 from convnp.functional.linear import linear_backward, linear_forward
 from convnp.functional.losses import mse_loss, softmax_cross_entropy
@@ -42,13 +44,17 @@ from convnp.functional.pooling import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from convnp.functional.upsample import upsample2d_backward, upsample2d_forward
 
 __all__ = [
     "naive",
     "conv2d_forward", "conv2d_backward",
+    "conv_transpose2d_forward", "conv_transpose2d_backward",
     "max_pool2d_forward", "max_pool2d_backward",
     "avg_pool2d_forward", "avg_pool2d_backward",
     "global_avg_pool2d_forward", "global_avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+    "upsample2d_forward", "upsample2d_backward",
     "linear_forward", "linear_backward",
     "relu_forward", "relu_backward",
     "leaky_relu_forward", "leaky_relu_backward",

@@ -43,6 +43,7 @@ Shape:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,7 +60,10 @@ from convnp.functional.geometry import (
     sliding_windows,
 )
 
-__all__ = ["conv2d_forward", "conv2d_backward", "Conv2dCache", "im2col", "weight_rows", "convolve_chunk"]
+__all__ = [
+    "conv2d_forward", "conv2d_backward", "Conv2dCache", "im2col", "im2col_chunk", "weight_rows", "weight_from_rows",
+    "convolve_chunk", "multiply_weight_rows", "weight_grad_rows", "input_grad_function",
+]  # fmt: skip
 
 
 @dataclass
@@ -209,20 +213,44 @@ def convolve_chunk(
     Shape: x_chunk (n, H, W, C), rows (G, F/G, KH*KW*C/G), out (n, H_out, W_out, F)
     """
     filters = out.shape[-1]
-    kernel_size = cache.weight.shape[2:]
-    x_padded = _pad_chunk(x_chunk, cache.pads)  # (n, H + PT + PB, W + PL + PR, C)
-    x_cols = _gather_chunk(x_padded, kernel_size, cache.stride, cache.dilation, cache.out_hw)  # (n*Ho*Wo, KH*KW*C)
+    x_cols = im2col_chunk(x_chunk, cache)  # (n*Ho*Wo, KH*KW*C)
     out_cols = out.reshape(-1, filters)  # (n*Ho*Wo, F)
-    if cache.groups == 1:
+    multiply_weight_rows(x_cols, rows, math.prod(cache.weight.shape[2:]), out_cols)
+    if bias is not None:
+        out_cols += bias  # broadcast over rows: the channel axis is innermost
+
+
+def multiply_weight_rows(x_cols: np.ndarray, rows: np.ndarray, kernel_area: int, out_cols: np.ndarray) -> None:
+    """The convolution's one product, written into ``out_cols``: out_cols = x_cols @ weight_rows.T, per group.
+
+    Shape: x_cols (m, KH*KW*C), rows (G, F/G, KH*KW*C/G) -> out_cols (m, F); kernel_area = KH*KW
+    """
+    groups, group_filters, _ = rows.shape
+    if groups == 1:
         np.dot(x_cols, rows[0].T, out=out_cols)  # np.dot, not @: see backend/threads.py
     else:
         # (G, m, KK*C/G) @ (G, KK*C/G, F/G) -> (G, m, F/G) -> (m, F)
-        out_groups = np.matmul(
-            _grouped_cols(x_cols, kernel_size[0] * kernel_size[1], cache.groups), rows.transpose(0, 2, 1)
-        )
-        out_cols[...] = out_groups.transpose(1, 0, 2).reshape(-1, filters)
-    if bias is not None:
-        out_cols += bias  # broadcast over rows: the channel axis is innermost
+        out_groups = np.matmul(_grouped_cols(x_cols, kernel_area, groups), rows.transpose(0, 2, 1))
+        out_cols[...] = out_groups.transpose(1, 0, 2).reshape(-1, groups * group_filters)
+
+
+def weight_grad_rows(dout_cols: np.ndarray, x_cols: np.ndarray, kernel_area: int, groups: int) -> np.ndarray:
+    """The weight gradient of a chunk, as weight rows: dweight_rows = dout_cols.T @ x_cols, per group.
+
+    Shape: dout_cols (m, F), x_cols (m, KH*KW*C) -> (G, F/G, KH*KW*C/G); kernel_area = KH*KW
+    """
+    if groups == 1:
+        return np.dot(dout_cols.T, x_cols)[None]  # (1, F, KK*C)
+    filters = dout_cols.shape[1]
+    dout_groups = dout_cols.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
+    x_groups = _grouped_cols(x_cols, kernel_area, groups)  # (G, m, KK*C/G)
+    return np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
+
+
+def weight_from_rows(dweight_rows: np.ndarray, weight_shape: tuple[int, int, int, int]) -> np.ndarray:
+    """The inverse of ``weight_rows``: (G, F/G, KH*KW*C/G) -> a contiguous (F, C/G, KH, KW)."""
+    filters, group_channels, kh, kw = weight_shape
+    return np.ascontiguousarray(dweight_rows.reshape(filters, kh, kw, group_channels).transpose(0, 3, 1, 2))
 
 
 def im2col_values(cache: Conv2dCache) -> int:
@@ -263,6 +291,15 @@ def _gather_chunk(
     rows, columns = n * out_hw[0] * out_hw[1], kernel_size[0] * kernel_size[1] * channels
     x_cols = scratch("conv columns", (rows, columns), x_padded.dtype)
     return im2col(x_padded, kernel_size, stride, dilation, out_hw, out=x_cols)
+
+
+def im2col_chunk(x_chunk: np.ndarray, cache: Conv2dCache) -> np.ndarray:
+    """im2col rows of a chunk of images: padded, then gathered, in this thread's scratch buffers (never kept).
+
+    Shape: x_chunk (n, H, W, C) -> x_cols (n*H_out*W_out, KH*KW*C)
+    """
+    x_padded = _pad_chunk(x_chunk, cache.pads)  # (n, H + PT + PB, W + PL + PR, C)
+    return _gather_chunk(x_padded, cache.weight.shape[2:], cache.stride, cache.dilation, cache.out_hw)
 
 
 def conv2d_backward(
@@ -311,23 +348,16 @@ def conv_backward_by_chunks(
     then sizes the chunks so that it fits in the cache beside the im2col rows).
     """
     n, channels, height, width = cache.x_shape
-    filters, group_channels, kh, kw = cache.weight.shape
+    filters = cache.weight.shape[0]
     h_out, w_out = cache.out_hw
-    groups = cache.groups
-    input_grad_chunk = _input_grad_function(cache) if input_grad else None
+    input_grad_chunk = input_grad_function(cache) if input_grad else None
     dx_nhwc = np.empty((n, height, width, channels), dtype=cache.x_nhwc.dtype) if input_grad else None
 
     def backward_chunk(first: int, last: int) -> tuple[np.ndarray, np.ndarray | None]:
         dout_part = dout_chunk(first, last)  # (m, F)
         dbias = column_sum(dout_part) if cache.has_bias else None  # (F,)
-        x_padded = _pad_chunk(cache.x_nhwc[first:last], cache.pads)
-        x_cols = _gather_chunk(x_padded, (kh, kw), cache.stride, cache.dilation, (h_out, w_out))  # (m, KK*C)
-        if groups == 1:
-            dweight_rows = np.dot(dout_part.T, x_cols)[None]  # (1, F, KK*C)
-        else:
-            dout_groups = dout_part.reshape(-1, groups, filters // groups).transpose(1, 0, 2)  # (G, m, F/G)
-            x_groups = _grouped_cols(x_cols, kh * kw, groups)  # (G, m, KK*C/G)
-            dweight_rows = np.matmul(dout_groups.transpose(0, 2, 1), x_groups)  # (G, F/G, KK*C/G)
+        x_cols = im2col_chunk(cache.x_nhwc[first:last], cache)  # (m, KK*C)
+        dweight_rows = weight_grad_rows(dout_part, x_cols, math.prod(cache.weight.shape[2:]), cache.groups)
         if input_grad_chunk is not None:  # last: its gather may reuse the scratch buffers x_cols lives in
             input_grad_chunk(dout_part, dx_nhwc[first:last])
         return dweight_rows, dbias
@@ -335,16 +365,17 @@ def conv_backward_by_chunks(
     values_per_image = im2col_values(cache) + (h_out * w_out * filters if dout_built_per_chunk else 0)
     chunk = images_per_chunk(values_per_image, cache.x_nhwc.dtype)
     dweight_rows, dbias = sum_batched(backward_chunk, n, cache_work(cache), chunk)
-    # (G, F/G, KH, KW, C/G) -> (F, C/G, KH, KW)
-    dweight = np.ascontiguousarray(dweight_rows.reshape(filters, kh, kw, group_channels).transpose(0, 3, 1, 2))
+    dweight = weight_from_rows(dweight_rows, cache.weight.shape)
     if not input_grad:
         return None, dweight, dbias
     return dx_nhwc.transpose(0, 3, 1, 2), dweight, dbias
 
 
-def _input_grad_function(cache: Conv2dCache) -> Callable[[np.ndarray, np.ndarray], None]:
+def input_grad_function(cache: Conv2dCache) -> Callable[[np.ndarray, np.ndarray], None]:
     """The per-chunk dx: ``f(dout_part, dx_part)`` writes dx of a chunk's images.
 
+    ``dout_part`` holds the chunk's (m, F) rows of dout, ``dx_part`` is its
+    C-contiguous (n, H, W, C) part of dx (the fast path writes through a reshape).
     The textbook col2im (``_input_grad_chunk``), or, where it applies, the
     faster transposed convolution (see "Speed only" below). Both give the same
     values up to rounding.

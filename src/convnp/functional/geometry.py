@@ -23,6 +23,11 @@ __all__ = [
     "normalize_padding",
     "output_size",
     "conv_geometry",
+    "transposed_output_size",
+    "check_output_padding",
+    "conv_transpose_geometry",
+    "adaptive_output_hw",
+    "adaptive_bins",
     "pool_geometry",
     "check_pool_padding",
     "pad_spatial",
@@ -124,6 +129,103 @@ def conv_geometry(
             f"dilation={dilation}: output size would be ({h_out}, {w_out})"
         )
     return pads, (h_out, w_out)
+
+
+def transposed_output_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, output_padding: int
+) -> int:
+    """``(size - 1)*stride - 2*padding + dilation*(kernel - 1) + output_padding + 1``.
+
+    The output size of a transposed convolution: the input size of the
+    convolution (same kernel, stride, padding, dilation) that has ``size``
+    output positions. Up to ``stride`` input sizes give that many positions
+    (``output_size`` floors); ``output_padding`` picks one of them.
+    """
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def check_output_padding(
+    output_padding: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int], owner: str = ""
+) -> None:
+    """A transposed convolution's output padding is smaller than the stride or the dilation of its axis.
+
+    PyTorch's rule; ``ValueError`` naming ``owner`` otherwise.
+    """
+    for axis in range(2):
+        if output_padding[axis] >= max(stride[axis], dilation[axis]):
+            raise ValueError(
+                f"{owner or 'conv_transpose2d'}: output_padding {output_padding} must be smaller than "
+                f"either stride {stride} or dilation {dilation} in each axis"
+            )
+
+
+def conv_transpose_geometry(
+    input_hw: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    output_padding: tuple[int, int],
+    dilation: tuple[int, int],
+    owner: str = "",
+    input_shape: tuple[int, ...] | None = None,
+) -> tuple[int, int]:
+    """Check a transposed convolution's settings and return its output size ``(H_out, W_out)``.
+
+    Raises ``ValueError`` naming ``owner`` for an output padding that
+    ``check_output_padding`` rejects, or when the output would be empty.
+    """
+    check_output_padding(output_padding, stride, dilation, owner)
+    out_hw = tuple(
+        transposed_output_size(input_hw[a], kernel_size[a], stride[a], padding[a], dilation[a], output_padding[a])
+        for a in range(2)
+    )
+    if min(out_hw) < 1:
+        shape = input_shape if input_shape is not None else input_hw
+        raise ValueError(
+            f"{owner or 'conv_transpose2d'}: input of shape {tuple(shape)} with kernel_size={kernel_size}, "
+            f"stride={stride}, padding={padding}, output_padding={output_padding}, dilation={dilation}: "
+            f"output size would be {out_hw}"
+        )
+    return out_hw
+
+
+def adaptive_output_hw(
+    output_size: int | tuple[int | None, int | None], input_hw: tuple[int, int] | None = None, owner: str = ""
+) -> tuple[int | None, int | None]:
+    """An adaptive pool's output size ``(H_out, W_out)``.
+
+    ``output_size`` is an int (both axes) or a pair whose entries are ints or
+    None; None keeps that axis's input size (taken from ``input_hw``, or left
+    None when it is not given). Raises ``TypeError``/``ValueError`` naming ``owner``.
+    """
+    prefix = f"{owner}: " if owner else ""
+    if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
+        sizes = [output_size, output_size]
+    elif isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        sizes = list(output_size)
+    else:
+        raise TypeError(f"{prefix}output_size must be an int or a pair of ints or None, got {output_size!r}")
+    for axis, size in enumerate(sizes):
+        if size is None:
+            sizes[axis] = None if input_hw is None else int(input_hw[axis])
+        elif isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            raise TypeError(f"{prefix}output_size must be an int or a pair of ints or None, got {output_size!r}")
+        elif size < 1:
+            raise ValueError(f"{prefix}output_size must be >= 1, got {output_size!r}")
+        else:
+            sizes[axis] = int(size)
+    return sizes[0], sizes[1]
+
+
+def adaptive_bins(size: int, out_size: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive-pooling bins along one axis: ``(start, end)`` of bin i, end exclusive.
+
+    ``start = floor(i*size / out_size)``, ``end = ceil((i + 1)*size / out_size)``:
+    the bins cover the axis, each at least one wide; neighbours overlap by a
+    position where out_size does not divide size (and repeat positions when
+    out_size > size).
+    """
+    return [((i * size) // out_size, -(-((i + 1) * size) // out_size)) for i in range(out_size)]
 
 
 def check_pool_padding(

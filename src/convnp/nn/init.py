@@ -2,7 +2,10 @@
 
 Each initialiser draws an array of ``shape`` from ``rng`` given the layer's
 fan-in and fan-out (for a convolution weight ``(F, C/groups, KH, KW)``:
-fan_in = C/groups * KH * KW, fan_out = F * KH * KW).
+fan_in = C/groups * KH * KW, fan_out = F * KH * KW). A transposed
+convolution's weight ``(C, F/groups, KH, KW)`` is read the same way, axis 1
+as the fan-in (fan_in = F/groups * KH * KW, fan_out = C * KH * KW): that is
+what PyTorch computes for ``ConvTranspose2d``.
 
 - "he" (Kaiming normal): N(0, 2 / fan_in), for ReLU networks.
 - "xavier" (Glorot uniform): U(-a, a), a = sqrt(6 / (fan_in + fan_out)).
@@ -21,7 +24,10 @@ Initializer = str | Callable[[tuple[int, ...], np.random.Generator], np.ndarray]
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """(fan_in, fan_out) of a Dense ``(out, in)`` or Conv2D ``(out, in, kh, kw)`` weight."""
+    """(fan_in, fan_out) of a weight: axis 1 times the kernel area, axis 0 times the kernel area.
+
+    Dense ``(out, in)``, Conv2D ``(out, in/groups, kh, kw)``, ConvTranspose2D ``(in, out/groups, kh, kw)``.
+    """
     receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
     return shape[1] * receptive, shape[0] * receptive
 

@@ -341,7 +341,8 @@ class Layer:
             comparable = tuple(value) if isinstance(value, list) else value
             if isinstance(default, int) and isinstance(comparable, tuple) and comparable == (default, default):
                 continue
-            if key == "stride" and getattr(self, "kernel_size", None) == comparable:
+            # Only a pool's stride defaults to its kernel (stride=None); a convolution's defaults to 1.
+            if key == "stride" and default is None and getattr(self, "kernel_size", None) == comparable:
                 continue
             if default is inspect.Parameter.empty:
                 args.append(repr(comparable))

@@ -1,10 +1,19 @@
-"""Pooling layers around ``convnp.functional.pooling``."""
+"""Pooling layers around ``convnp.functional.pooling`` and ``convnp.functional.adaptive_pool``."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, check_pool_padding, normalize_padding, pair, pool_geometry
+from convnp.functional.adaptive_pool import adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward
+from convnp.functional.geometry import (
+    IntPair,
+    Padding,
+    adaptive_output_hw,
+    check_pool_padding,
+    normalize_padding,
+    pair,
+    pool_geometry,
+)
 from convnp.functional.pooling import (
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -85,3 +94,30 @@ class GlobalAvgPool2D(Layer):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return global_avg_pool2d_backward(self.check_grad(dout), self.cache)
+
+
+class AdaptiveAvgPool2D(Layer):
+    """Average pooling to a fixed ``output_size`` whatever the input size, over PyTorch's adaptive bins.
+
+    ``output_size`` is an int or a pair (H_out, W_out) whose entries may be
+    None (that axis keeps the input's size). Shape: (N, C, H, W) -> (N, C, H_out, W_out).
+    """
+
+    def __init__(self, output_size: int | tuple[int | None, int | None], name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.output_size = adaptive_output_hw(output_size, owner="AdaptiveAvgPool2D")
+
+    def _build(self, input_shape, rng):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.label}: expected a per-sample input shape (C, H, W), got {input_shape}")
+        return (input_shape[0], *adaptive_output_hw(self.output_size, input_shape[1:], self.label))
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        out, self.cache = adaptive_avg_pool2d_forward(self.check_input(x), self.output_size)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return adaptive_avg_pool2d_backward(self.check_grad(dout), self.cache)
+
+    def get_config(self) -> dict:
+        return {"output_size": list(self.output_size)}

@@ -1,24 +1,4 @@
-"""Loop-based reference implementations: the formulas, index by index.
-
-Every function here has the same signature and returns the same things as its
-fast counterpart in ``convnp.functional.conv`` / ``convnp.functional.pooling``,
-but computes them with explicit for-loops over every index (n, f, i, j, c, p,
-q). They are slow on purpose: each line is one term of the textbook formula, so
-they serve as test oracles for the vectorised code and as teaching material.
-Keep the inputs small (a few channels, images of ~10x10).
-
-Only the window geometry is shared with the fast path: padding normalisation
-and the output size come from ``convnp.functional.geometry``, which is the one
-definition of them in the library.
-
-Notation used in every docstring below:
-    x_padded   the input with PT/PB rows above/below and PL/PR columns left/right
-               of padding (zeros for convolution and average pooling, -inf for
-               max pooling)
-    SH, SW     stride; DH, DW dilation; KH, KW kernel size
-    G          groups; C/G input channels and F/G filters per group
-    g(f)       = f // (F/G), the group of filter f
-"""
+"""Max, average, global-average and adaptive average pooling, loop by loop (notation: ``convnp.functional.naive``)."""
 
 from __future__ import annotations
 
@@ -26,173 +6,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, conv_geometry, pad_spatial, pair, pool_geometry
+from convnp.functional.geometry import IntPair, Padding, adaptive_output_hw, pad_spatial, pair, pool_geometry
 
 __all__ = [
-    "NaiveConv2dCache",
     "NaivePoolCache",
-    "conv2d_forward",
-    "conv2d_backward",
     "max_pool2d_forward",
     "max_pool2d_backward",
     "avg_pool2d_forward",
     "avg_pool2d_backward",
     "global_avg_pool2d_forward",
     "global_avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
+    "adaptive_avg_pool2d_backward",
 ]
-
-
-# --------------------------------------------------------------------------- convolution
-
-
-@dataclass
-class NaiveConv2dCache:
-    """Everything ``conv2d_backward`` needs: the padded input and the settings."""
-
-    x_padded: np.ndarray  # (N, C, H + PT + PB, W + PL + PR)
-    weight: np.ndarray  # (F, C/G, KH, KW)
-    has_bias: bool
-    x_shape: tuple[int, int, int, int]
-    pads: tuple[int, int, int, int]  # (top, bottom, left, right)
-    stride: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
-    out_hw: tuple[int, int]
-
-
-def conv2d_forward(
-    x: np.ndarray,
-    weight: np.ndarray,
-    bias: np.ndarray | None = None,
-    stride: IntPair = 1,
-    padding: Padding = 0,
-    dilation: IntPair = 1,
-    groups: int = 1,
-) -> tuple[np.ndarray, NaiveConv2dCache]:
-    """2-D convolution (cross-correlation), one multiply-add at a time.
-
-    Formula, for filter f in group g = g(f) and input channel c of that group:
-
-        out[n, f, i, j] = bias[f] + sum over c < C/G, p < KH, q < KW of
-            weight[f, c, p, q] * x_padded[n, g*C/G + c, i*SH + p*DH, j*SW + q*DW]
-
-    Shape:
-        x:      (N, C, H, W)
-        weight: (F, C // G, KH, KW)
-        bias:   (F,) or None
-        out:    (N, F, H_out, W_out), H_out = floor((H + PT + PB - DH*(KH-1) - 1) / SH) + 1
-
-    Returns ``(out, cache)`` like ``convnp.functional.conv.conv2d_forward``.
-    """
-    batch, channels, height, width = x.shape
-    filters, channels_per_group, kernel_h, kernel_w = weight.shape
-    if channels % groups or filters % groups or channels_per_group != channels // groups:
-        raise ValueError(f"naive conv2d: x shape {x.shape} and weight shape {weight.shape} do not fit groups={groups}")
-    stride_h, stride_w = pair(stride, "stride", "naive conv2d")
-    dilation_h, dilation_w = pair(dilation, "dilation", "naive conv2d")
-    pads, (out_h, out_w) = conv_geometry(
-        (height, width),
-        (kernel_h, kernel_w),
-        (stride_h, stride_w),
-        padding,
-        (dilation_h, dilation_w),
-        "naive conv2d",
-        x.shape,
-    )
-    filters_per_group = filters // groups
-    x_padded = pad_spatial(x, pads)
-
-    out = np.zeros((batch, filters, out_h, out_w), dtype=x.dtype)
-    for n in range(batch):
-        for f in range(filters):
-            group = f // filters_per_group
-            for i in range(out_h):
-                for j in range(out_w):
-                    total = bias[f] if bias is not None else x.dtype.type(0)
-                    for c in range(channels_per_group):
-                        for p in range(kernel_h):
-                            for q in range(kernel_w):
-                                row = i * stride_h + p * dilation_h
-                                col = j * stride_w + q * dilation_w
-                                total += weight[f, c, p, q] * x_padded[n, group * channels_per_group + c, row, col]
-                    out[n, f, i, j] = total
-
-    cache = NaiveConv2dCache(
-        x_padded=x_padded,
-        weight=weight,
-        has_bias=bias is not None,
-        x_shape=x.shape,
-        pads=pads,
-        stride=(stride_h, stride_w),
-        dilation=(dilation_h, dilation_w),
-        groups=groups,
-        out_hw=(out_h, out_w),
-    )
-    return out, cache
-
-
-def conv2d_backward(dout: np.ndarray, cache: NaiveConv2dCache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Gradients of the convolution, by differentiating each term of the forward sum.
-
-    Every forward term ``weight[f, c, p, q] * x_padded[n, g*C/G + c, row, col]``
-    (row = i*SH + p*DH, col = j*SW + q*DW) was multiplied into out[n, f, i, j],
-    so it sends dout[n, f, i, j] back to both of its factors:
-
-        dweight[f, c, p, q]                  += dout[n, f, i, j] * x_padded[n, g*C/G + c, row, col]
-        dx_padded[n, g*C/G + c, row, col]    += dout[n, f, i, j] * weight[f, c, p, q]
-        dbias[f] = sum over n, i, j of dout[n, f, i, j]
-
-    and dx is dx_padded with the padding cropped off (padding is a constant).
-    An input pixel read by several windows collects a term from each of them.
-
-    Shape:
-        dout: (N, F, H_out, W_out)
-        returns dx (N, C, H, W), dweight (F, C/G, KH, KW), dbias (F,) or None
-    """
-    batch, _, height, width = cache.x_shape
-    filters, channels_per_group, kernel_h, kernel_w = cache.weight.shape
-    out_h, out_w = cache.out_hw
-    stride_h, stride_w = cache.stride
-    dilation_h, dilation_w = cache.dilation
-    top, _, left, _ = cache.pads
-    filters_per_group = filters // cache.groups
-    if dout.shape != (batch, filters, out_h, out_w):
-        raise ValueError(
-            f"naive conv2d_backward: expected dout of shape {(batch, filters, out_h, out_w)}, got {dout.shape}"
-        )
-
-    x_padded, weight = cache.x_padded, cache.weight
-    dx_padded = np.zeros_like(x_padded)
-    dweight = np.zeros_like(weight)
-    for n in range(batch):
-        for f in range(filters):
-            group = f // filters_per_group
-            for i in range(out_h):
-                for j in range(out_w):
-                    grad_out = dout[n, f, i, j]
-                    for c in range(channels_per_group):
-                        channel = group * channels_per_group + c
-                        for p in range(kernel_h):
-                            for q in range(kernel_w):
-                                row = i * stride_h + p * dilation_h
-                                col = j * stride_w + q * dilation_w
-                                dweight[f, c, p, q] += grad_out * x_padded[n, channel, row, col]
-                                dx_padded[n, channel, row, col] += grad_out * weight[f, c, p, q]
-
-    dbias = None
-    if cache.has_bias:
-        dbias = np.zeros(filters, dtype=dout.dtype)
-        for f in range(filters):
-            for n in range(batch):
-                for i in range(out_h):
-                    for j in range(out_w):
-                        dbias[f] += dout[n, f, i, j]
-
-    dx = dx_padded[:, :, top : top + height, left : left + width].copy()
-    return dx, dweight, dbias
-
-
-# --------------------------------------------------------------------------- pooling
 
 
 @dataclass
@@ -436,3 +262,61 @@ def _crop(dx_padded: np.ndarray, cache: NaivePoolCache) -> np.ndarray:
     _, _, height, width = cache.x_shape
     top, _, left, _ = cache.pads
     return dx_padded[:, :, top : top + height, left : left + width].copy()
+
+
+def _adaptive_bin(i: int, size: int, out_size: int) -> range:
+    """The input positions of bin i: floor(i*size / out_size) ... ceil((i + 1)*size / out_size) - 1."""
+    return range((i * size) // out_size, -(-((i + 1) * size) // out_size))
+
+
+def adaptive_avg_pool2d_forward(x: np.ndarray, output_size) -> tuple[np.ndarray, tuple]:
+    """Mean of every adaptive bin.
+
+    Formula:
+
+        out[n, c, i, j] = (1 / (|rows(i)| * |cols(j)|)) * sum over h in rows(i), w in cols(j) of x[n, c, h, w]
+
+    with rows(i) = ``_adaptive_bin(i, H, H_out)``, cols(j) likewise.
+
+    Shape: x (N, C, H, W) -> out (N, C, H_out, W_out). Returns ``(out, (x.shape, (H_out, W_out)))``.
+    """
+    batch, channels, height, width = x.shape
+    out_h, out_w = adaptive_output_hw(output_size, (height, width), "naive adaptive_avg_pool2d")
+    out = np.zeros((batch, channels, out_h, out_w), dtype=x.dtype)
+    for n in range(batch):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    rows, cols = _adaptive_bin(i, height, out_h), _adaptive_bin(j, width, out_w)
+                    total = x.dtype.type(0)
+                    for h in rows:
+                        for w in cols:
+                            total += x[n, c, h, w]
+                    out[n, c, i, j] = total / (len(rows) * len(cols))
+    return out, (x.shape, (out_h, out_w))
+
+
+def adaptive_avg_pool2d_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """Every input of a bin receives an equal share of that bin's gradient.
+
+    Formula:
+
+        dx[n, c, h, w] += dout[n, c, i, j] / (|rows(i)| * |cols(j)|)   for every h in rows(i), w in cols(j)
+
+    Shape: dout (N, C, H_out, W_out) -> dx (N, C, H, W)
+    """
+    x_shape, (out_h, out_w) = cache
+    batch, channels, height, width = x_shape
+    if dout.shape != (batch, channels, out_h, out_w):
+        raise ValueError(f"naive adaptive_avg_pool2d_backward: dout shape {dout.shape} does not fit the forward output")
+    dx = np.zeros(x_shape, dtype=dout.dtype)
+    for n in range(batch):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    rows, cols = _adaptive_bin(i, height, out_h), _adaptive_bin(j, width, out_w)
+                    share = dout[n, c, i, j] / (len(rows) * len(cols))
+                    for h in rows:
+                        for w in cols:
+                            dx[n, c, h, w] += share
+    return dx
