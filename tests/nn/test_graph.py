@@ -247,3 +247,25 @@ def test_residual_in_sequential_trains_on_digits():
     model.fit(x_train, y_train, epochs=4, batch_size=32, lr=3e-3, verbose=0, seed=0)
     assert model.evaluate(x_test, y_test)["accuracy"] > 0.85
     assert "3.body.0.weight" in model.state_dict()
+
+
+def test_user_layer_holding_layers_shards_saves_and_loads(monkeypatch, tmp_path):
+    from convnp.backend import threads
+
+    monkeypatch.setattr(threads, "MIN_ELEMENTS", 0)  # shard even this small pass
+    x = np.random.default_rng(2).standard_normal((8, 1, 6, 6))
+    y = np.arange(8) % 3
+    grads = []
+    for count in (1, 2):
+        convnp.set_num_threads(count)
+        try:
+            model = Sequential([TwoConvs(3), Flatten(), Dense(3)], input_shape=(1, 6, 6), dtype="float64", seed=0)
+            model.train_pass(x, y, softmax_cross_entropy)
+            grads.append({key: p.grad.copy() for key, p in model.named_parameters()})
+        finally:
+            convnp.set_num_threads(convnp.backend.threads._default_threads())
+    for key in grads[0]:
+        np.testing.assert_allclose(grads[0][key], grads[1][key], rtol=1e-12, atol=1e-12, err_msg=key)
+    loaded = convnp.load(model.save(tmp_path / "two_convs.npz"))
+    assert isinstance(loaded.layers[0], TwoConvs) and list(loaded.state_dict()) == list(model.state_dict())
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

@@ -67,7 +67,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--model",
         type=model_name,
         default=None,
-        help="mnist_cnn, lenet5 or convnet_bn (default: the dataset's recipe)",
+        help="one of convnp.models: mnist_cnn, lenet5, convnet_bn, resnet20, resnet32, resnet56, resnet18 "
+        "(default: the dataset's recipe)",
     )
     parser.add_argument(
         "--epochs", type=positive_int, default=None, help="number of epochs (with --resume: the new total)"
