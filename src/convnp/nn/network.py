@@ -302,6 +302,7 @@ class Network:
         """A table of layers (with the layers each reads, for a graph), output shapes and parameter counts."""
         self._require_built("summary")
         keys = self.layer_keys()
+        numbered = all(key.isdigit() for key in keys)
         graph = any(inputs != (index,) for index, (_, inputs) in enumerate(self._nodes))
         header = (
             ("#", "Layer", "Inputs", "Output shape", "Params") if graph else ("#", "Layer", "Output shape", "Params")
@@ -317,7 +318,9 @@ class Network:
         text = [f"{type(self).__name__}: input {self.input_shape}, dtype {self.dtype}", line]
         for i, row in enumerate(rows):
             cells = [cell.ljust(width) for cell, width in zip(row, widths)]
-            cells[0], cells[-1] = row[0].rjust(widths[0]), row[-1].rjust(widths[-1])
+            cells[-1] = row[-1].rjust(widths[-1])
+            if numbered:  # positions right-aligned like numbers, names left-aligned like text
+                cells[0] = row[0].rjust(widths[0])
             text.append("  ".join(cells))
             if i == 0:
                 text.append(line)
