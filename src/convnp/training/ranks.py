@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convnp.distributed import Communicator
+from convnp.distributed import Communicator, on_every_rank
 
 __all__ = ["agreed_seed", "copy_weights_from_first_rank", "check_rank_batches", "agreed"]
 
@@ -60,10 +60,12 @@ def check_rank_batches(num_samples: int, batch_size: int, ranks: int) -> None:
     smallest = min(batch_size, num_samples) if remainder == 0 else remainder
     if smallest < ranks:
         which = "every batch has" if smallest == min(batch_size, num_samples) else "the last batch has"
-        raise ValueError(
-            f"fit: {ranks} MPI ranks need at least {ranks} samples in every batch (one per rank), but {which} "
-            f"{smallest} ({num_samples} samples in batches of {batch_size}); change batch_size or the number "
-            "of samples"
+        raise on_every_rank(  # the same sizes on every rank: each raises it here
+            ValueError(
+                f"fit: {ranks} MPI ranks need at least {ranks} samples in every batch (one per rank), but {which} "
+                f"{smallest} ({num_samples} samples in batches of {batch_size}); change batch_size or the number "
+                "of samples"
+            )
         )
 
 
