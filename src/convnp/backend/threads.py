@@ -144,7 +144,8 @@ class single_threaded_blas:
 
     def __enter__(self) -> single_threaded_blas:
         cls = type(self)
-        self._active = get_num_threads() > 1 and _blas_controllable()
+        # MPI ranks sharing a host each keep BLAS at one thread too: its own threads would take the others' cores.
+        self._active = (get_num_threads() > 1 or _ranks_on_this_host() > 1) and _blas_controllable()
         if self._active:
             with _lock:
                 if cls._depth == 0:
