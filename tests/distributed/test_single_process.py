@@ -29,7 +29,9 @@ def no_launcher(monkeypatch):
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
     clean = {key: value for key, value in os.environ.items() if key not in LAUNCHER_VARIABLES}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**clean, **env})
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**clean, **env}, timeout=120
+    )
 
 
 def test_one_process_is_rank_0_of_1(no_launcher):
