@@ -91,7 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _failed(message: str, error: BaseException, status: int) -> int:
     """Print ``message`` and return ``status``; under MPI, an error of one rank alone also ends the job."""
-    if distributed.launched_size() == 1:  # no MPI: print as always, without starting MPI for it
+    try:
+        # Without a launcher this starts nothing; with one and no mpi4py there is no job to end.
+        communicator = distributed.world() if distributed.launched_size() != 1 else None
+    except ImportError:
+        communicator = None
+    if communicator is None:
         print(message, file=sys.stderr)
         return status
-    return distributed.report_failure(distributed.world(), message, error, status)
+    return distributed.report_failure(communicator, message, error, status)
