@@ -32,6 +32,9 @@ __all__ = ["Communicator", "MPICommunicator"]
 
 _SPIN_SECONDS = 1e-3  # wait without sleeping this long: a step's collectives usually finish within it
 _LONGEST_NAP = 1e-2
+# Launchers forward a rank's output asynchronously, and MPI_Abort can overtake it: the
+# message saying why the job ends would be lost. A pause before aborting lets it through.
+_PAUSE_BEFORE_ABORT = 1.0
 
 
 class Communicator:
@@ -139,4 +142,5 @@ class MPICommunicator(Communicator):
     def abort(self, status: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        time.sleep(_PAUSE_BEFORE_ABORT)
         self.comm.Abort(status)
