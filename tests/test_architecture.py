@@ -18,6 +18,7 @@ LEVELS = {
     # 0: leaves that know nothing else of convnp
     "_version": 0, "_random": 0, "_optional": 0, "checks": 0, "parameter": 0, "files": 0,
     "backend": 1,  # threads, chunks, scratch buffers, ordered sums
+    "distributed": 1,  # MPI ranks: the communicator, batch shards across ranks, failures
     "functional": 2,  # the math
     "nn": 3,  # layers, plans, the engine, Sequential
     "optim": 4, "data": 4,

@@ -24,6 +24,7 @@ _LAZY = {
     "callbacks": ("convnp.callbacks", None),
     "training": ("convnp.training", None),
     "data": ("convnp.data", None),
+    "distributed": ("convnp.distributed", None),
     "models": ("convnp.models", None),
     "interop": ("convnp.interop", None),
     "plots": ("convnp.plots", None),

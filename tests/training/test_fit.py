@@ -117,3 +117,19 @@ def test_learning_rate_scheduler_steps_per_epoch(digits):
                         verbose=0, callbacks=[scheduler])  # fmt: skip
     assert history["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.05])
     assert optimizer.lr == pytest.approx(0.025)
+
+
+def test_a_seed_also_fixes_the_dropout_inside_a_block():
+    """fit seeds every Dropout layer, those held by a block (Residual) too: two runs are identical."""
+
+    def run():
+        rng = np.random.default_rng(0)
+        x, y = rng.random((24, 1, 6, 6)), rng.integers(0, 2, 24)
+        body = [convnp.nn.Conv2D(1, 3, padding=1), convnp.nn.Dropout(0.5)]
+        layers = [convnp.nn.Residual(body), convnp.nn.Flatten(), convnp.nn.Dense(2)]
+        model = convnp.nn.Sequential(layers, input_shape=(1, 6, 6), dtype="float64", seed=0)
+        model.fit(x, y, epochs=2, batch_size=8, seed=3, verbose=0)
+        return model.state_dict()
+
+    first, second = run(), run()
+    assert all(np.array_equal(first[key], second[key]) for key in first)

@@ -18,7 +18,9 @@ Matrix products inside slices are written ``np.dot``, not ``@``/``np.matmul``:
 (a weight gradient (F, KH*KW) summed over 25,000 rows, a column sum), which
 stalls every other slice that needs the interpreter; ``np.dot`` releases it.
 
-The number of slices defaults to the CPUs this process may use (at most 8);
+The number of slices defaults to the CPUs this process may use (at most 8),
+shared with the other MPI ranks an MPI launcher started on this host when it
+did not pin each rank to its own cores (ranks x threads = cores);
 ``set_num_threads(1)`` or ``CONVNP_NUM_THREADS=1`` runs every op in one piece.
 """
 
@@ -70,7 +72,18 @@ def _default_threads() -> int:
         available = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         available = os.cpu_count() or 1
+    if available >= (os.cpu_count() or available):  # not pinned: the host's ranks share every core
+        available //= _ranks_on_this_host()
     return max(1, min(available, 8))
+
+
+def _ranks_on_this_host() -> int:
+    """How many processes an MPI launcher started on this host, as its environment says (1 without one)."""
+    for name in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):  # MPICH's Hydra (Intel MPI), Open MPI
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
 
 
 def get_num_threads() -> int:
@@ -131,7 +144,8 @@ class single_threaded_blas:
 
     def __enter__(self) -> single_threaded_blas:
         cls = type(self)
-        self._active = get_num_threads() > 1 and _blas_controllable()
+        # MPI ranks sharing a host each keep BLAS at one thread too: its own threads would take the others' cores.
+        self._active = (get_num_threads() > 1 or _ranks_on_this_host() > 1) and _blas_controllable()
         if self._active:
             with _lock:
                 if cls._depth == 0:

@@ -6,6 +6,10 @@ the rest of the run: the position, every random state, the history and the
 callbacks' states. Ctrl-C is deferred to the next batch boundary
 (``DeferredInterrupt``) so that a checkpoint always describes a whole number of
 batches.
+
+Under MPI rank 0 alone writes the checkpoint, and every rank waits until it is
+written (so a stop that follows never cuts the writing short); every rank
+reads it to resume, and all of them must see the file.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from convnp.callbacks.base import Callback
 from convnp.callbacks.errors import TrainingDivergedError
 from convnp.callbacks.run_state import RunState, random_layers
+from convnp.distributed import on_every_rank, world
 from convnp.serialization import (
     ModelFileError,
     architecture,
@@ -67,7 +72,7 @@ class BackupAndRestore(Callback):
 
     def on_train_begin(self) -> None:
         # Last in the list, so the other callbacks' on_train_begin (which may reset them) comes first.
-        if self.resume and self.path.exists():
+        if self.resume and self._exists_on_every_rank():
             self._restore()
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
@@ -78,11 +83,13 @@ class BackupAndRestore(Callback):
 
     def _write(self, epoch: int) -> None:
         """Save the run at its position; ``epoch`` (0-based) is the one the parameters come from."""
-        if not parameters_finite(self.model):
-            raise TrainingDivergedError(
-                f"fit: the parameters became NaN or infinite during epoch {epoch + 1}; {self.path} was not "
-                "overwritten. Try a lower learning rate or clip_norm=1.0.",
-                epoch=epoch + 1,
+        if not parameters_finite(self.model):  # the same answer on every rank: the ranks hold the same weights
+            raise on_every_rank(
+                TrainingDivergedError(
+                    f"fit: the parameters became NaN or infinite during epoch {epoch + 1}; {self.path} was not "
+                    "overwritten. Try a lower learning rate or clip_norm=1.0.",
+                    epoch=epoch + 1,
+                )
             )
         run = self.run
         extra = {
@@ -95,7 +102,26 @@ class BackupAndRestore(Callback):
             "history": run.history.to_dict(),
             "callbacks": [c.state_dict() if hasattr(c, "state_dict") else None for c in run.callbacks],
         }
-        save(self.model, self.path, optimizer=self.optimizer, extra=extra)
+        communicator = world()
+        if communicator.is_main:
+            save(self.model, self.path, optimizer=self.optimizer, extra=extra)
+        communicator.barrier(f"fit: waiting for rank 0 to write {self.path}")
+
+    def _exists_on_every_rank(self) -> bool:
+        """Whether the checkpoint is there; under MPI every rank must see it, or none."""
+        exists = self.path.exists()
+        communicator = world()
+        if communicator.size == 1:
+            return exists
+        seen = int(communicator.sum_in_rank_order(np.array(int(exists)), "fit: looking for the checkpoint"))
+        if 0 < seen < communicator.size:
+            raise on_every_rank(
+                FileNotFoundError(
+                    f"fit: {seen} of {communicator.size} MPI ranks see the checkpoint {self.path}; every rank reads "
+                    "it to resume: keep the run folder on a file system every host shares, or copy it to each host"
+                )
+            )
+        return seen == communicator.size
 
     def _restore(self) -> None:
         run = self.run

@@ -1,10 +1,11 @@
-"""Save the model whenever a monitored metric improves."""
+"""Save the model whenever a monitored metric improves (under MPI, rank 0 writes)."""
 
 from __future__ import annotations
 
 import os
 
 from convnp.callbacks.base import Callback, monitor_improved
+from convnp.distributed import is_main
 
 
 class ModelCheckpoint(Callback):
@@ -33,7 +34,8 @@ class ModelCheckpoint(Callback):
                 return
             self.best = value
         path = self.path.format(epoch=epoch + 1)
-        self.saved_paths.append(str(self.model.save(path)))
+        if is_main():  # the other MPI ranks hold the same weights
+            self.saved_paths.append(str(self.model.save(path)))
 
     def state_dict(self) -> dict:
         """The best value so far, saved in fit checkpoints so a resumed run compares against it."""

@@ -13,8 +13,13 @@ if TYPE_CHECKING:  # only for the annotation: history.py imports base.py, which 
 
 
 def random_layers(model) -> list:
-    """The layers that draw random numbers (Dropout): those whose ``rng`` is a ``numpy.random.Generator``."""
-    return [layer for layer in model.layers if isinstance(getattr(layer, "rng", None), np.random.Generator)]
+    """The layers that draw random numbers (Dropout), inside blocks too: those whose ``rng`` is a Generator."""
+    return [
+        part
+        for layer in model.layers
+        for part in layer.self_and_sublayers()
+        if isinstance(getattr(part, "rng", None), np.random.Generator)
+    ]
 
 
 @dataclass

@@ -13,7 +13,9 @@
 ``main(argv)`` returns the exit status: 0 on success, 1 for an error with a
 one-line message (missing or damaged model file, dataset not found, ...), 2 for
 bad arguments, 130 after Ctrl-C. ``RECIPES`` holds the per-dataset defaults of
-``convnp train``.
+``convnp train``. Under ``mpiexec`` an error or Ctrl-C that one rank meets
+alone is printed with the rank's number and ends the whole job (MPI Abort);
+one that every rank meets together is printed once.
 
 One module per command group, each adding its subcommands with ``register``:
 ``train`` (train), ``inference`` (evaluate, predict; image files in ``images``),
@@ -30,6 +32,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from convnp import distributed
 from convnp._version import __version__
 from convnp.cli import inference, tools, train
 from convnp.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, UsageError
@@ -75,14 +78,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.handler(args)
-    except KeyboardInterrupt:
-        print("\nconvnp: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as error:
+        return _failed("\nconvnp: interrupted", error, EXIT_INTERRUPTED)
     except UsageError as error:
-        print(f"convnp {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        # The same arguments give every MPI rank the same usage error.
+        return _failed(f"convnp {args.command}: error: {error}", distributed.on_every_rank(error), EXIT_USAGE)
     except _EXPECTED_ERRORS as error:
         if os.environ.get("CONVNP_TRACEBACK"):
             raise
-        print(f"convnp {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return _failed(f"convnp {args.command}: error: {error}", error, EXIT_ERROR)
+
+
+def _failed(message: str, error: BaseException, status: int) -> int:
+    """Print ``message`` and return ``status``; under MPI, an error of one rank alone also ends the job."""
+    try:
+        # Without a launcher this starts nothing; with one and no mpi4py there is no job to end.
+        communicator = distributed.world() if distributed.launched_size() != 1 else None
+    except ImportError:
+        communicator = None
+    if communicator is None:
+        print(message, file=sys.stderr)
+        return status
+    return distributed.report_failure(communicator, message, error, status)

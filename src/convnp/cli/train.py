@@ -3,6 +3,10 @@
 The settings are the dataset's recipe (``convnp.cli.recipes.RECIPES``)
 overridden by the options given; they are written to RUN/config.json, so that
 ``--resume RUN`` continues the run from RUN/checkpoint.npz with nothing else.
+
+Under ``mpiexec -n P`` every rank trains its share of each batch
+(``convnp.distributed``); the ranks load the dataset in turns (no two fill one
+cache at once), and rank 0 alone prints and writes the run folder.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from convnp import plots
+from convnp import distributed, plots
 from convnp._version import __version__
 from convnp.callbacks import LearningRateScheduler
 from convnp.cli.args import dataset_name, model_name, positive_float, positive_int
@@ -29,16 +33,19 @@ from convnp.serialization import save
 __all__ = ["register", "resolve_config", "cmd_train"]
 
 # Settings that --resume takes from the run's config.json; changing them would not continue the run.
-_FIXED_ON_RESUME = ("dataset", "model", "batch_size", "optimizer", "lr", "seed", "schedule", "augment", "out")
+_FIXED_ON_RESUME = (
+    "dataset", "model", "batch_size", "optimizer", "lr", "seed", "schedule", "augment", "dtype", "out",
+)  # fmt: skip
 
 
 def _log(message: str, verbose: int = 1) -> None:
-    if verbose:
+    if verbose and distributed.is_main():
         print(message, file=sys.stderr, flush=True)
 
 
 def _warn(message: str) -> None:
-    print(f"convnp: warning: {message}", file=sys.stderr, flush=True)
+    if distributed.is_main():
+        print(f"convnp: warning: {message}", file=sys.stderr, flush=True)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -89,6 +96,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="seed of the initial weights, shuffling, dropout and augmentation (default 0)",
+    )
+    parser.add_argument(
+        "--dtype", choices=("float32", "float64"), default=None, help="the model's precision (default float32)"
     )
     parser.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>)")
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset files (searched first)")
@@ -144,6 +154,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         "augmentation": dict(recipe["augmentation"]),
         "label_smoothing": recipe["label_smoothing"],
         "seed": 0 if args.seed is None else args.seed,
+        "dtype": args.dtype or "float32",
         "data_dir": args.data_dir,
     }
 
@@ -222,15 +233,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = resolve_config(args)
         run_dir = _new_run_dir(args, config)
     info = DATASETS[config["dataset"]]
+    main_rank = distributed.is_main()
 
-    (x_train, y_train), (x_test, y_test) = load_dataset(
-        config["dataset"], data_dir=config.get("data_dir"), download=not args.no_download, verbose=bool(args.verbose)
+    (x_train, y_train), (x_test, y_test) = distributed.in_turns(
+        lambda: load_dataset(
+            config["dataset"],
+            data_dir=config.get("data_dir"),
+            download=not args.no_download,
+            verbose=bool(args.verbose) and main_rank,
+        )
     )
     model = build_model(
         config["model"],
         input_shape=x_train.shape[1:],
         num_classes=info.num_classes,
         seed=config["seed"],
+        dtype=config.get("dtype", "float32"),
         **config.get("model_options", {}),
     )
     optimizer = get_optimizer(
@@ -240,17 +258,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     callbacks = [] if scheduler is None else [_StretchingScheduler(scheduler)]
     augment = Augment(**config.get("augmentation", {})) if config.get("augment") else None
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / "checkpoint.npz"
     config["convnp_version"] = __version__
-    atomic_write_json(run_dir / "config.json", config)
+    if main_rank:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", config)
+    ranks = distributed.world_size()
     if args.resume is not None and not checkpoint.exists():
         _warn(f"{checkpoint} not found; training {run_dir} from the start")
     _log(
         f"{'Resuming' if args.resume else 'Training'} {config['model']} on {config['dataset']} "
         f"({len(x_train)} train / {len(x_test)} test images, {'x'.join(map(str, x_train.shape[1:]))}): "
         f"{config['epochs']} epochs, batch {config['batch_size']}, {config['optimizer']} lr {config['lr']:g}, "
-        f"schedule {config['schedule']}{', augmented' if augment else ''}, seed {config['seed']}.\n"
+        f"schedule {config['schedule']}{', augmented' if augment else ''}, seed {config['seed']}"
+        f"{f', {ranks} MPI ranks' if ranks > 1 else ''}.\n"
         f"Validation = the test split, evaluated after each epoch (not used for training). Run folder: {run_dir}",
         args.verbose,
     )
@@ -271,7 +292,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             checkpoint=checkpoint,
             resume=args.resume is not None,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        if not distributed.raised_on_every_rank(interrupt):
+            raise  # a Ctrl-C that only this MPI rank saw ends the whole job (convnp.cli.main)
+        if not main_rank:
+            return EXIT_INTERRUPTED
         if checkpoint.exists():
             message = (
                 f"Interrupted. The checkpoint {checkpoint} holds the progress so far; continue with:\n"
@@ -282,11 +307,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\n{message}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
-    save(model, run_dir / "model.npz", extra={"dataset": config["dataset"], "class_names": list(info.class_names)})
-    atomic_write_json(run_dir / "history.json", history.to_dict())
-    result = model.evaluate(x_test, y_test)
+    if main_rank:
+        extra = {"dataset": config["dataset"], "class_names": list(info.class_names)}
+        save(model, run_dir / "model.npz", extra=extra)
+        atomic_write_json(run_dir / "history.json", history.to_dict())
+    result = model.evaluate(x_test, y_test)  # like predict below, every MPI rank computes its part
     if not args.no_plots:
-        _draw_plots(model, history, x_test, y_test, info.class_names, run_dir)
+        predictions = model.predict(x_test).argmax(axis=1)
+        if main_rank:
+            _draw_plots(model, history, x_test, y_test, predictions, info.class_names, run_dir)
+    if not main_rank:
+        return EXIT_OK
     correct = round(result["accuracy"] * len(y_test))
     print(
         f"test accuracy {result['accuracy']:.2%} ({correct}/{len(y_test)}), loss {result['loss']:.4f} | "
@@ -295,14 +326,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _draw_plots(model, history, x_test, y_test, class_names, run_dir: Path) -> None:
+def _draw_plots(model, history, x_test, y_test, predictions, class_names, run_dir: Path) -> None:
     """Write the four PNGs; without matplotlib (or on a plot's error) warn and go on."""
     try:
         plots.require_matplotlib()
     except ImportError:
         _warn(f"matplotlib is not installed; skipping the plots ({plots.INSTALL_HINT})")
         return
-    predictions = model.predict(x_test).argmax(axis=1)
     jobs = {
         "learning_curves.png": lambda path: plots.plot_learning_curves(history, path),
         "confusion_matrix.png": lambda path: plots.plot_confusion_matrix(y_test, predictions, path, class_names),

@@ -15,7 +15,7 @@ graph (``Model``) run the same way. Four passes:
   backward work);
 - ``train_pass``: forward, loss and backward for one batch, as one shard per
   core when the plan allows (``convnp/nn/shards.py``), the shards' gradients
-  summed in shard order;
+  summed in shard order; or for one MPI rank's piece of a global batch;
 - ``infer``: an inference pass as one shard per core, each step's input freed
   as soon as it is used.
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from convnp.backend.reductions import ordered_sum
 from convnp.backend.threads import single_threaded_blas
 from convnp.nn.plan import Plan
 from convnp.nn.shards import pass_work, run_in_shards, shardable
+
+if TYPE_CHECKING:
+    from convnp.distributed import BatchShard
 
 __all__ = ["forward", "backward", "train_pass", "infer"]
 
@@ -76,7 +80,9 @@ def backward(plan: Plan, grad: np.ndarray, input_grad: bool = True) -> np.ndarra
     return grads.get(0)
 
 
-def train_pass(plan: Plan, x: np.ndarray, targets: np.ndarray, loss_fn: LossFunction) -> tuple[float, np.ndarray]:
+def train_pass(
+    plan: Plan, x: np.ndarray, targets: np.ndarray, loss_fn: LossFunction, ranks: BatchShard | None = None
+) -> tuple[float, np.ndarray]:
     """Forward in training mode, loss, backward: fills every parameter's ``grad``; returns ``(loss, outputs)``.
 
     ``loss_fn(outputs, targets)`` returns the mean loss over the samples it is
@@ -93,14 +99,29 @@ def train_pass(plan: Plan, x: np.ndarray, targets: np.ndarray, loss_fn: LossFunc
     (the shards would meet more often than there is work between meetings:
     tiny images and batches), run as one piece, each op splitting the batch
     by itself when it is big enough.
+
+    With ``ranks`` (a ``convnp.distributed.BatchShard``), ``x`` is this MPI
+    rank's piece ``ranks.start:ranks.stop`` of a global batch of ``ranks.batch``
+    samples: shares are shares of the global batch and batch norm and dropout
+    exchange across the ranks too, so the loss returned is this rank's part of
+    the global batch's mean loss and the gradients are this rank's part of its
+    gradient (the ranks' parts add up to them). Every rank must make the pass.
     """
     layers = [layer for step in plan for layer in step.layers]
     batch = len(x)
+    whole = batch if ranks is None else ranks.batch
     exchanges = sum(not all(part.batch_independent for part in layer.self_and_sublayers()) for layer in layers)
     # The shards meet at every layer that exchanges: each stretch of work between two
     # meetings must be worth it, by the rule that decides whether one op is split.
     worth_meeting = pass_work(plan, batch) // (exchanges + 1) >= threads.MIN_ELEMENTS
-    if not all(shardable(layer) for layer in layers) or not worth_meeting:
+    if ranks is not None:
+        alone = [layer for layer in layers if not shardable(layer)]
+        if alone:
+            raise ValueError(
+                f"train_pass: {alone[0].label} needs the whole batch and cannot exchange it with the other "
+                f"shards (Layer.shard_aware), so it cannot train across {ranks.size} MPI ranks"
+            )
+    elif not all(shardable(layer) for layer in layers) or not worth_meeting:
         outputs = forward(plan, x, training=True)
         loss, dlogits = loss_fn(outputs, targets)
         if math.isfinite(loss):
@@ -110,7 +131,7 @@ def train_pass(plan: Plan, x: np.ndarray, targets: np.ndarray, loss_fn: LossFunc
     def run_shard(twins: Plan, start: int, end: int) -> tuple[float, np.ndarray, list[np.ndarray | None]]:
         outputs = forward(twins, x[start:end], training=True)
         loss, dlogits = loss_fn(outputs, targets[start:end])
-        share = (end - start) / batch
+        share = (end - start) / whole
         context = twins[0].layers[0].shard
         # With exchanges in the backward pass, all shards must agree to run it.
         finite = math.isfinite(loss) if context is None else context.all_finite(loss)
@@ -121,7 +142,7 @@ def train_pass(plan: Plan, x: np.ndarray, targets: np.ndarray, loss_fn: LossFunc
         grads = [param.grad for step in twins for layer in step.layers for param in layer.parameters()]
         return loss * share, outputs, grads
 
-    shards = run_in_shards(plan, batch, run_shard, exchanges=exchanges > 0)
+    shards = run_in_shards(plan, batch, run_shard, exchanges=exchanges > 0, ranks=ranks, split=worth_meeting)
     loss = math.fsum(shard[0] for shard in shards)
     outputs = np.concatenate([shard[1] for shard in shards]) if len(shards) > 1 else shards[0][1]
     if math.isfinite(loss):

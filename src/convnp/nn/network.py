@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from convnp.nn.activations import Softmax
 from convnp.nn.layer import Layer, layer_config, shape_mismatch
 from convnp.nn.plan import Plan, build_plan
 from convnp.parameter import Parameter
+
+if TYPE_CHECKING:
+    from convnp.distributed import BatchShard
 
 # Keys PyTorch keeps in a state_dict that convnp does not need.
 _IGNORED_KEY_SUFFIXES = ("num_batches_tracked",)
@@ -153,15 +157,23 @@ class Network:
         return engine.backward(self.execution_plan(stop), dlogits, input_grad)
 
     def train_pass(
-        self, x: np.ndarray, targets: np.ndarray, loss_fn: LossFunction, stop: int | None = None
+        self,
+        x: np.ndarray,
+        targets: np.ndarray,
+        loss_fn: LossFunction,
+        stop: int | None = None,
+        ranks: BatchShard | None = None,
     ) -> tuple[float, np.ndarray]:
         """Forward in training mode, loss, backward: fills every ``Parameter.grad``; returns ``(loss, outputs)``.
 
         ``loss_fn(outputs, targets)`` returns the mean loss over the samples it
         is given and the gradient of that mean with respect to ``outputs``. The
         batch runs as one shard per core where it pays (``engine.train_pass``).
+        With ``ranks`` (a ``convnp.distributed.BatchShard``), ``x`` is this MPI
+        rank's piece of a global batch, and the loss and gradients are this
+        rank's parts of the global batch's.
         """
-        return engine.train_pass(self.execution_plan(stop), x, targets, loss_fn)
+        return engine.train_pass(self.execution_plan(stop), x, targets, loss_fn, ranks=ranks)
 
     # ----------------------------------------------------------- the logits
     def ends_in_softmax(self) -> bool:

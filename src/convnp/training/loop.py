@@ -7,6 +7,12 @@ the epoch's logs to the callbacks. The side jobs are callbacks: ``History``
 records the logs, ``BackupAndRestore`` (``checkpoint=``) saves and resumes the
 run. What stays in the loop is what must happen between two batches: stopping
 on a NaN loss and on Ctrl-C.
+
+Under MPI (``convnp.distributed``) every rank runs this loop on the same
+permutation and the same augmented global batches; ``train_step`` gives each
+rank its contiguous piece of the batch and sums the gradients over the ranks.
+The ranks agree on the seed and the starting weights first, and on every
+decision to stop (``training/ranks.py``); rank 0 alone shows progress.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from convnp.callbacks.base import CallbackList
 from convnp.callbacks.errors import TrainingDivergedError
 from convnp.callbacks.history import History
 from convnp.callbacks.run_state import RunState
+from convnp.distributed import BatchShard, Communicator, on_every_rank, sum_gradients, world
 from convnp.optim import Optimizer, clip_grad_norm, get_optimizer
 from convnp.training.checks import check_fit_options, prepare_data, prepare_validation_data
 from convnp.training.evaluation import evaluate
 from convnp.training.losses import count_correct, loss_and_grad
 from convnp.training.progress import EpochProgress
+from convnp.training.ranks import agreed, agreed_seed, check_rank_batches, copy_weights_from_first_rank
 
 NO_VALIDATION = {"loss": None, "accuracy": None}
 
@@ -70,11 +78,19 @@ def fit(
         disk (if any) is the last good one.
     KeyboardInterrupt
         After Ctrl-C, once the checkpoint (if any) has been written.
+
+    Under MPI every rank must call ``fit`` with the same data; the batches
+    must hold at least one sample per rank.
     """
+    communicator = world()
     batch_size = check_fit_options(epochs, batch_size, loss, clip_norm, augment, checkpoint, resume)
     x, y = prepare_data(model, x, y, "fit", loss)
+    check_rank_batches(len(x), batch_size, communicator.size)
     validation = prepare_validation_data(model, validation_data, loss)
     optimizer = get_optimizer(optimizer, model.parameters(), lr=lr)
+    seed = agreed_seed(seed, communicator)
+    copy_weights_from_first_rank(model, communicator)
+    verbose = verbose if communicator.is_main else 0
     history = History()
     run = RunState.seeded(model, seed, len(x), batch_size, shuffle, history, list(callbacks))
     backup = [] if checkpoint is None else [BackupAndRestore(checkpoint, resume=resume)]
@@ -93,14 +109,16 @@ def fit(
             for batch in range(run.batch, math.ceil(len(x) / batch_size)):
                 index = order[batch * batch_size : (batch + 1) * batch_size]
                 x_batch = x[index] if augment is None else augment(x[index], run.augment_rng)
-                batch_loss, correct = train_step(model, optimizer, x_batch, y[index], loss, label_smoothing, clip_norm)
+                batch_loss, correct = train_step(
+                    model, optimizer, x_batch, y[index], loss, label_smoothing, clip_norm, communicator
+                )
                 if not math.isfinite(batch_loss):
                     progress.close({"loss": batch_loss, "seconds": totals.seconds()})
                     raise loss_diverged(batch_loss, epoch, batch, x_batch, run.checkpoint)
                 totals.add(len(index), batch_loss, correct)
                 progress.update(len(index), totals.loss, totals.accuracy)
                 hooks.on_batch_end(batch, batch_loss)
-                if interrupt.requested:
+                if agreed(interrupt.requested, communicator, "fit: agreeing on Ctrl-C after a batch"):
                     stop_after_batch(epoch, batch, totals, progress, run, hooks)  # raises KeyboardInterrupt
 
             val = NO_VALIDATION
@@ -117,12 +135,12 @@ def fit(
             progress.close(logs)
             run.next_epoch()
             hooks.on_epoch_end(epoch, logs)  # History records the logs, a BackupAndRestore writes
-            if interrupt.requested:
-                raise KeyboardInterrupt(f"fit: interrupted after epoch {epoch + 1}{saved_note(run)}")
-            if model.stop_training:
+            if agreed(interrupt.requested, communicator, "fit: agreeing on Ctrl-C after an epoch"):
+                raise on_every_rank(KeyboardInterrupt(f"fit: interrupted after epoch {epoch + 1}{saved_note(run)}"))
+            if agreed(model.stop_training, communicator, "fit: agreeing on stopping early"):
                 break
-        if interrupt.requested:  # a Ctrl-C after the last check must not be lost
-            raise KeyboardInterrupt("fit: interrupted")
+        if agreed(interrupt.requested, communicator, "fit: agreeing on Ctrl-C"):  # not lost after the last check
+            raise on_every_rank(KeyboardInterrupt("fit: interrupted"))
     hooks.on_train_end()
     return history
 
@@ -135,6 +153,7 @@ def train_step(
     loss: str,
     label_smoothing: float,
     clip_norm: float | None,
+    communicator: Communicator | None = None,
 ) -> tuple[float, int]:
     """One minibatch: forward (training mode), loss, backward, optimizer step.
 
@@ -142,19 +161,34 @@ def train_step(
     softmax cross-entropy is applied to its input (the logits) instead. A
     non-finite loss skips the optimizer step. Returns ``(loss, number of
     correct predictions)``.
+
+    With a ``communicator`` of several MPI ranks, ``(x_batch, y_batch)`` is the
+    global batch: this rank runs its contiguous piece (``BatchShard``), the
+    loss and the count are summed over the ranks, and so are the gradients
+    (one ``Allreduce``) before the step, which every rank then takes alike.
     """
 
     def loss_fn(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return loss_and_grad(outputs, targets, loss, label_smoothing)
 
+    ranks = None if communicator is None or communicator.size == 1 else BatchShard.of(communicator, len(x_batch))
     with model.logits_view(loss == "cross_entropy") as stop:
-        loss_value, outputs = model.train_pass(x_batch, y_batch, loss_fn, stop=stop)
+        if ranks is None:
+            loss_value, outputs = model.train_pass(x_batch, y_batch, loss_fn, stop=stop)
+        else:
+            piece = slice(ranks.start, ranks.stop)
+            y_batch = y_batch[piece]
+            part, outputs = model.train_pass(x_batch[piece], y_batch, loss_fn, stop=stop, ranks=ranks)
+            totals = ranks.sum(np.array([part, count_correct(outputs, y_batch)], dtype=np.float64))
+            loss_value, correct = float(totals[0]), int(totals[1])
     if not math.isfinite(loss_value):
         return loss_value, 0
+    if ranks is not None:
+        sum_gradients(model.parameters(), communicator)
     if clip_norm is not None:
         clip_grad_norm(model.parameters(), clip_norm)
     optimizer.step()
-    return loss_value, count_correct(outputs, y_batch)
+    return (loss_value, correct) if ranks is not None else (loss_value, count_correct(outputs, y_batch))
 
 
 class EpochTotals:
@@ -202,11 +236,12 @@ def loss_diverged(
     cause = " (this batch's input holds NaN or inf values)" if bad_input else ""
     kept = f"; the last checkpoint, {checkpoint}, is intact" if checkpoint is not None and checkpoint.exists() else ""
     advice = "Check the data." if bad_input else "Try a lower learning rate or clip_norm=1.0."
-    return TrainingDivergedError(
+    error = TrainingDivergedError(
         f"fit: the loss became {batch_loss} at epoch {epoch + 1}, batch {batch + 1}{cause}{kept}. {advice}",
         epoch=epoch + 1,
         batch=batch + 1,
     )
+    return on_every_rank(error)  # the loss is the global batch's: every MPI rank stops here
 
 
 def stop_after_batch(
@@ -220,7 +255,7 @@ def stop_after_batch(
     progress.close({"loss": totals.loss, "seconds": seconds})
     run.batch, run.partial = batch + 1, totals.to_dict(seconds)
     hooks.on_interrupt()  # a BackupAndRestore writes its checkpoint
-    raise KeyboardInterrupt(f"fit: interrupted at epoch {epoch + 1}, batch {batch + 1}{saved_note(run)}")
+    raise on_every_rank(KeyboardInterrupt(f"fit: interrupted at epoch {epoch + 1}, batch {batch + 1}{saved_note(run)}"))
 
 
 def saved_note(run: RunState) -> str:
