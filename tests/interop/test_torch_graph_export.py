@@ -146,6 +146,16 @@ def test_residual_in_sequential_is_one_module(models):
         np.testing.assert_array_equal(state[key_map[key]].numpy(), value)
 
 
+def test_round_trip_through_torch(models):
+    for name in ("branching", "resnet20"):
+        model = models[name]
+        back = from_torch(to_torch(model), model.input_shape)  # a Residual comes back as its layers and an Add
+        assert sorted(back.state_dict()) == sorted(model.state_dict())
+        assert [key for key, _ in back.named_parameters()] == [key for key, _ in model.named_parameters()]
+        x = np.random.default_rng(4).standard_normal((3, *model.input_shape))
+        np.testing.assert_allclose(back.forward(x), model.forward(x), rtol=RTOL, atol=1e-12)
+
+
 def test_state_dict_into_a_graph_model(models):
     model = models["resnet20"]
     fresh = resnet20((3, 8, 8), num_classes=4, seed=5, dtype="float64")

@@ -4,8 +4,9 @@
 for a convnp ``Sequential`` (``torch_sequential.py``), a ``torch.fx.GraphModule``
 with the same state_dict keys for a graph ``Model`` (``torch_graph_export.py``).
 ``from_torch(module, input_shape)`` builds the equivalent convnp model: a
-``Sequential`` from a ``torch.nn.Sequential`` of supported modules.
-``from_torch(state_dict, model=model)`` loads PyTorch
+``Sequential`` from a ``torch.nn.Sequential`` of supported modules, a ``Model``
+with the module's state_dict keys from any other module torch.fx can trace
+(``torch_fx_import.py``). ``from_torch(state_dict, model=model)`` loads PyTorch
 weights into a convnp model. Which layer is which module: ``torch_layers.py``.
 
 ``torch`` is imported only inside these functions.
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from convnp._optional import require
+from convnp.interop.torch_fx_import import graph_from_torch
 from convnp.interop.torch_graph_export import graph_to_torch
 from convnp.interop.torch_layers import IGNORED_SUFFIX, INSTALL_HINT, gaussian_class, to_numpy
 from convnp.interop.torch_sequential import sequential_from_torch, sequential_key_map, sequential_to_torch
@@ -183,8 +185,18 @@ def from_torch(module_or_state_dict, input_shape: tuple[int, ...] | None = None,
         )
     torch = require("torch", "convnp.interop.from_torch", hint=INSTALL_HINT)
     module = module_or_state_dict
-    if not isinstance(module, torch.nn.Sequential):
-        raise TypeError(f"from_torch: expected a torch.nn.Sequential, got {type(module).__name__}")
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(
+            f"from_torch: expected a torch.nn.Sequential or another torch module, got {type(module).__name__}"
+        )
+    if type(module).__module__.startswith("torch.nn.") and not isinstance(module, torch.nn.Sequential):
+        # A lone layer's state_dict keys ("weight") name no layer, and every convnp key starts with one.
+        raise TypeError(
+            f"from_torch: expected a torch.nn.Sequential or a module that holds its layers, got a single "
+            f"{type(module).__name__}; wrap it: torch.nn.Sequential(layer)"
+        )
     if input_shape is None:
         raise ValueError("from_torch: input_shape (per sample, e.g. (1, 28, 28)) is required with a module")
-    return sequential_from_torch(module, input_shape, torch)
+    if isinstance(module, torch.nn.Sequential):
+        return sequential_from_torch(module, input_shape, torch)
+    return graph_from_torch(module, input_shape, torch)
