@@ -4,7 +4,8 @@
     python benchmarks/bench_vs_torch.py --quick    (fewer, shorter repeats)
 
 For each network (``mnist_cnn`` 1x28x28, ``lenet5`` 1x28x28, ``convnet_bn``
-3x32x32) both libraries get the same weights. A training step is forward +
+3x32x32, ``resnet20`` at 3x32x32 and 1x28x28) both libraries get the same
+weights (``convnp.interop.to_torch``). A training step is forward +
 softmax cross-entropy + backward + plain SGD update, in float32. The two
 libraries are timed alternately (convnp, torch, convnp, torch, ...), each
 repeat running for at least ``--seconds`` after a warm-up. Each library's
@@ -45,6 +46,8 @@ NETWORKS = {
     "mnist_cnn": ("mnist_cnn", (1, 28, 28), {}),
     "lenet5": ("lenet5", (1, 28, 28), {}),
     "cifar_bn": ("convnet_bn", (3, 32, 32), {"blocks": 3}),
+    "resnet20_cifar": ("resnet20", (3, 32, 32), {}),
+    "resnet20_mnist": ("resnet20", (1, 28, 28), {}),
 }
 
 
@@ -160,19 +163,27 @@ def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, floa
     plan = model.execution_plan()
     forward = np.zeros(len(plan))
     backward = np.zeros(len(plan))
-    with single_threaded_blas():  # as in a real step (Sequential.forward_layers / backward)
+    with single_threaded_blas():  # as in a real step (the engine's passes)
         for step in range(steps + 1):
-            out = x
+            values = {0: x}  # the engine's numbered values: a graph's steps read the values they name
             times_f, times_b = [], []
             for plan_step in plan:
+                inputs = [values[value] for value in plan_step.inputs]
                 start = time.perf_counter()
-                out = plan_step.forward(out, training=True)
+                values[plan_step.output] = plan_step.forward(inputs if len(inputs) > 1 else inputs[0], training=True)
                 times_f.append(time.perf_counter() - start)
-            _, grad = softmax_cross_entropy(out, y)
+            _, grad = softmax_cross_entropy(values[plan.output], y)
+            grads = {plan.output: grad}
             for index in range(len(plan) - 1, -1, -1):
+                plan_step = plan[index]
+                needed = any(value != 0 for value in plan_step.inputs)  # the model input needs no gradient
                 start = time.perf_counter()
-                grad = plan[index].backward(grad, input_grad=index > 0)
+                input_grads = plan_step.backward(grads.pop(plan_step.output), input_grad=needed)
                 times_b.append(time.perf_counter() - start)
+                if needed:
+                    input_grads = input_grads if len(plan_step.inputs) > 1 else [input_grads]
+                    for value, value_grad in zip(plan_step.inputs, input_grads):
+                        grads[value] = value_grad if value not in grads else grads[value] + value_grad
             if step:  # the first pass is a warm-up
                 forward += times_f
                 backward += times_b[::-1]
@@ -181,22 +192,27 @@ def layer_breakdown(model, batch, steps: int = 5) -> list[tuple[str, float, floa
 
 
 def conv_gflops(model, batch, repeats: int = 10) -> list[tuple[str, float]]:
-    """Forward GFLOP/s of every Conv2D (2 * N * H_out * W_out * F * C/G * KH * KW flops), inference mode."""
+    """Forward GFLOP/s of every Conv2D (2 * N * H_out * W_out * F * C/G * KH * KW flops), inference mode.
+
+    Each convolution is timed on its own input, found by running the plan's steps in order.
+    """
     x, _ = batch
     results = []
-    out = x
-    for layer in model.layers:
+    values = {0: x}
+    for step in model.execution_plan():
+        inputs = [values[value] for value in step.inputs]
+        layer = step.layers[0]  # a fused step starts with its convolution
         if isinstance(layer, Conv2D):
             _, h_out, w_out = layer.output_shape
             flops = 2 * len(x) * h_out * w_out * layer.out_channels * layer.weight.data[0].size
-            layer.forward(out)
+            layer.forward(inputs[0])
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                layer.forward(out)
+                layer.forward(inputs[0])
                 times.append(time.perf_counter() - start)
             results.append((layer.short_repr(), flops / statistics.median(times) / 1e9))
-        out = layer.forward(out)
+        values[step.output] = step.forward(inputs if len(inputs) > 1 else inputs[0], training=False)
     return results
 
 

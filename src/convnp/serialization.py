@@ -94,10 +94,9 @@ def _graph_model(layers: list[Layer], wiring, input_shape: tuple[int, ...], dtyp
     unused = sorted(set(range(len(layers))) - read)
     if unused:
         raise ModelFileError(f"{where}: values {unused} are computed but never read (a dangling layer)")
-    model = Model(values[0], values[-1], dtype=dtype)
-    if model.layers != layers:
-        raise ModelFileError(f"{where}: the layers are not listed in the graph's topological order")
-    return model
+    # Every layer reads only values listed before it (checked above): the file's order is topological,
+    # and the model keeps it (a model made by from_torch lists its layers in the torch module's order).
+    return Model(values[0], values[-1], dtype=dtype, order=layers)
 
 
 def build_from_architecture(meta: dict, where: str = "convnp.load") -> Network:

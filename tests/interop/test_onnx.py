@@ -97,7 +97,40 @@ def norm_model():
     return _trained(layers, (3, 6, 6), 3)
 
 
-MODELS = {"conv": conv_model, "odd_pool": odd_pool_model, "dense": dense_model, "norm": norm_model}
+def graph_model():
+    """A graph: Add, Concatenate, Identity, a Residual, ConvTranspose2D, Upsample2D, AdaptiveAvgPool2D."""
+    inputs = nn.Input((2, 8, 8))
+    x = nn.Conv2D(4, 3, padding=1, activation="relu", name="stem")(inputs)
+    s = nn.Add()([x, nn.Identity()(x), nn.Conv2D(4, 1)(x)])  # three inputs
+    c = nn.Concatenate(axis=1)([s, nn.MaxPool2D(3, stride=1, padding=1)(x)])  # (8, 8, 8)
+    r = nn.Residual(
+        [nn.Conv2D(6, 3, stride=2, padding=1), nn.BatchNorm2D(), nn.ReLU(), nn.Conv2D(6, 3, padding=1)],
+        shortcut=[nn.Conv2D(6, 1, stride=2, use_bias=False), nn.BatchNorm2D()],
+        name="layer1.0",
+    )(c)  # (6, 4, 4)
+    u = nn.ConvTranspose2D(4, 3, stride=2, padding=1, output_padding=1, groups=2, dilation=1)(r)  # (4, 8, 8)
+    near = nn.Upsample2D((2, 3))(nn.MaxPool2D(2)(u))  # (4, 8, 12)
+    smooth = nn.Upsample2D(2, mode="bilinear")(nn.AvgPool2D(2)(u))  # (4, 8, 8)
+    even = nn.Flatten()(nn.AdaptiveAvgPool2D((2, 4))(smooth))  # dividing bins: an average pool
+    uneven = nn.Flatten()(nn.AdaptiveAvgPool2D((3, 5))(near))  # overlapping bins
+    h = nn.Concatenate(axis=-1)([even, uneven])
+    return _trained_graph(nn.Model(inputs, nn.Dense(4)(h), seed=0), 4)
+
+
+def _trained_graph(model, classes, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((24, *model.input_shape)).astype(model.dtype)
+    model.fit(x, rng.integers(0, classes, 24), epochs=1, batch_size=8, verbose=0, seed=0)
+    return model
+
+
+MODELS = {
+    "conv": conv_model,
+    "odd_pool": odd_pool_model,
+    "dense": dense_model,
+    "norm": norm_model,
+    "graph": graph_model,
+}
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +172,7 @@ def test_every_layer_type_is_covered(models):
         for layer in model.layers
         if getattr(layer, "activation", None) is not None
     }
-    assert covered >= set(nn.__all__) - {"Parameter", "Layer", "Sequential", "get_activation"}
+    assert covered >= set(nn.__all__) - {"Parameter", "Layer", "Sequential", "Model", "Input", "Node", "get_activation"}
 
 
 def test_graph_structure(models):

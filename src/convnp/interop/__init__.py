@@ -1,9 +1,13 @@
-"""Interoperability: ONNX export, and weights to and from PyTorch.
+"""Interoperability: ONNX export, and models and weights to and from PyTorch.
 
 - ``to_onnx(model, path, opset=17)`` writes a standard ONNX graph whose output
-  is ``model.predict``'s class probabilities (needs ``pip install convnp[onnx]``).
-- ``to_torch(model)`` builds the equivalent ``torch.nn.Sequential``;
-  ``from_torch(module, input_shape)`` builds a convnp ``Sequential`` from one, and
+  is ``model.predict``'s class probabilities, for a ``Sequential`` or a graph
+  ``Model`` (needs ``pip install convnp[onnx]``).
+- ``to_torch(model)`` builds the equivalent torch module: a ``torch.nn.Sequential``
+  for a ``Sequential``, a ``torch.fx.GraphModule`` with the same state_dict keys
+  for a ``Model``. ``from_torch(module, input_shape)`` builds a convnp
+  ``Sequential`` from a ``torch.nn.Sequential``, and a ``Model`` with the
+  module's keys from any other module torch.fx can trace;
   ``from_torch(state_dict, model=model)`` loads PyTorch weights into a model
   (need ``pip install torch``). ``torch_key_map(model)`` relates the state_dict keys.
 

@@ -8,12 +8,14 @@
 
 The model finds its layers by walking back from the output through the nodes
 (``convnp/nn/node.py``), puts them in topological order (every layer after
-the layers it reads), and runs on the same engine as ``Sequential``: the
+the layers it reads; ``order=`` chooses among the valid ones), and runs on the same engine as ``Sequential``: the
 plan's fusions, sharded training and inference passes, and the backward pass
 that adds up the gradients of a value read twice.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -75,6 +77,37 @@ def topological_nodes(inputs: Node, outputs: Node) -> list[tuple[Layer, tuple[in
     return nodes
 
 
+def reordered_nodes(
+    nodes: list[tuple[Layer, tuple[int, ...]]], order: Sequence[Layer]
+) -> list[tuple[Layer, tuple[int, ...]]]:
+    """``nodes`` listed in ``order`` instead, their value numbers renumbered to match.
+
+    ``order`` must hold each layer of ``nodes`` once, every layer after the
+    layers it reads (a topological order); ``ValueError`` otherwise.
+    """
+    order = list(order)
+    position = {id(layer): index for index, (layer, _) in enumerate(nodes)}
+    if len(order) != len(nodes) or {id(layer) for layer in order} != set(position):
+        listed = {id(layer) for layer in order}
+        missing = [layer.label for layer, _ in nodes if id(layer) not in listed]
+        extra = [getattr(layer, "label", repr(layer)) for layer in order if id(layer) not in position]
+        raise ValueError(
+            f"Model: order must list each of the graph's {len(nodes)} layers once; got {len(order)} "
+            f"(missing {missing}, not in the graph {extra})"
+        )
+    renumbered = {0: 0}  # old value number -> new one; 0, the input, stays
+    result = []
+    for layer in order:
+        old = position[id(layer)]
+        inputs = nodes[old][1]
+        unread = [nodes[value - 1][0].label for value in inputs if value not in renumbered]
+        if unread:
+            raise ValueError(f"Model: order lists {layer.label} before {unread}, which it reads")
+        result.append((layer, tuple(renumbered[value] for value in inputs)))
+        renumbered[old + 1] = len(result)
+    return result
+
+
 class Model(Network):
     """A graph of layers from ``inputs`` (an ``Input`` node) to ``outputs`` (a node computed from it).
 
@@ -83,6 +116,10 @@ class Model(Network):
         dtype: "float32" (default) or "float64".
         seed: seeds the parameter initialisation of layers that the graph
             built (layers built before they were called keep their weights).
+        order: the layers in the order ``layers`` lists them (and with it the
+            order of ``named_parameters``, ``state_dict`` and the positions that
+            key unnamed layers); any topological order of the graph's layers.
+            By default, a depth-first walk back from the output.
 
     Everything ``Sequential`` has works the same way (``forward``, ``backward``,
     ``fit``, ``evaluate``, ``predict``, ``save``, ``state_dict``, ``summary``, ...).
@@ -90,11 +127,15 @@ class Model(Network):
     state_dict keys start with its position in that order.
     """
 
-    def __init__(self, inputs, outputs, dtype: str | np.dtype = "float32", seed=None) -> None:
+    def __init__(
+        self, inputs, outputs, dtype: str | np.dtype = "float32", seed=None, order: Sequence[Layer] | None = None
+    ) -> None:
         inputs, outputs = _single(inputs, "input"), _single(outputs, "output")
         if inputs.layer is not None:
             raise ValueError("Model: inputs must be an Input node, not the output of a layer")
         self._nodes = topological_nodes(inputs, outputs)
+        if order is not None:
+            self._nodes = reordered_nodes(self._nodes, order)
         self.layers = [layer for layer, _ in self._nodes]
         self.input_node, self.output_node = inputs, outputs
         self._init_common(dtype, seed)
