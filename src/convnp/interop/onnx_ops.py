@@ -56,7 +56,7 @@ from convnp.nn import (
     Upsample2D,
 )
 
-__all__ = ["CONVERTERS", "SUPPORTED_OPS", "window_padding", "transposed_padding", "nearest_source_index"]
+__all__ = ["CONVERTERS", "SUPPORTED_OPS", "window_padding", "transposed_padding", "upsampling", "nearest_source_index"]
 
 
 # --------------------------------------------------------------------------- attributes
@@ -446,21 +446,28 @@ def identity(reader, node, attrs):
     return reader.tensor(node.input[0])
 
 
-def resize(reader, node, attrs):
-    x = _image_input(reader, node)
+def upsampling(attrs: dict, sample_shape: tuple[int, ...], scales, sizes) -> tuple[tuple[int, int], str]:
+    """A Resize node as Upsample2D's ``(scale_factor, mode)``, from its attributes and scales (or sizes).
+
+    ``sample_shape`` is the per-sample input shape (C, H, W). Integer upsampling
+    of H and W only; "nearest" where each output pixel reads the input pixel
+    ``i // scale`` (checked with ``nearest_source_index``), "linear" with
+    half-pixel coordinates (PyTorch's bilinear, align_corners=False).
+    ``ValueError`` for anything else.
+    """
     mode = attrs.get("mode", "nearest")
     coordinate_mode = attrs.get("coordinate_transformation_mode", "half_pixel")
     if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
         raise ValueError(f"keep_aspect_ratio_policy {attrs['keep_aspect_ratio_policy']!r} is not supported")
-    axes = [a % 4 for a in attrs.get("axes", [0, 1, 2, 3])]
-    scales_name, sizes_name = _optional_input(node, 2), _optional_input(node, 3)
-    full = {axis: 1.0 for axis in range(4)}
-    given = reader.constant(sizes_name or scales_name, "its scales or sizes").astype(np.float64)
+    axes = [axis % 4 for axis in attrs.get("axes", [0, 1, 2, 3])]
+    full = dict.fromkeys(range(4), 1.0)
+    given = np.asarray(sizes if sizes is not None else scales, dtype=np.float64).reshape(-1)
     for axis, value in zip(axes, given):
-        if sizes_name and axis == 0:
+        if sizes is not None and axis == 0:
             continue  # the batch size: not the model's to choose
-        full[axis] = value / ((1, *x.shape)[axis] if sizes_name else 1.0)
-    if full[0] != 1 or full[1] != 1 or any(full[a] < 1 or full[a] != round(full[a]) for a in (2, 3)):
+        full[axis] = value / ((1, *sample_shape)[axis] if sizes is not None else 1.0)
+    integer = all(np.isfinite(full[a]) and full[a] >= 1 and full[a] == round(full[a]) for a in (2, 3))
+    if full[0] != 1 or full[1] != 1 or not integer:
         raise ValueError(
             f"only integer upsampling of the two spatial axes is supported, got scales {list(full.values())}"
         )
@@ -468,17 +475,28 @@ def resize(reader, node, attrs):
     if mode == "nearest":
         nearest_mode = attrs.get("nearest_mode", "round_prefer_floor")
         for axis in range(2):
-            out_index = np.arange(x.shape[axis + 1] * scale[axis])
-            reads = nearest_source_index(out_index, scale[axis], x.shape[axis + 1], coordinate_mode, nearest_mode)
+            out_index = np.arange(sample_shape[axis + 1] * scale[axis])
+            reads = nearest_source_index(out_index, scale[axis], sample_shape[axis + 1], coordinate_mode, nearest_mode)
             if not np.array_equal(reads, out_index // scale[axis]):
                 raise ValueError(
                     f"coordinate_transformation_mode {coordinate_mode!r} with nearest_mode {nearest_mode!r} does "
                     "not copy each pixel into its block, as Upsample2D does"
                 )
-        return Upsample2D(scale, "nearest")(x)
+        return scale, "nearest"
     if mode == "linear" and coordinate_mode in ("half_pixel", "pytorch_half_pixel"):
-        return Upsample2D(scale, "bilinear")(x)
+        return scale, "bilinear"
     raise ValueError(f"mode {mode!r} with coordinate_transformation_mode {coordinate_mode!r} is not supported")
+
+
+def resize(reader, node, attrs):
+    x = _image_input(reader, node)
+    scales_name, sizes_name = _optional_input(node, 2), _optional_input(node, 3)
+    if sizes_name is None and scales_name is None:
+        raise ValueError("it has neither scales nor sizes")
+    sizes = None if sizes_name is None else reader.constant(sizes_name, "its sizes")
+    scales = None if sizes is not None else reader.constant(scales_name, "its scales")
+    scale, mode = upsampling(attrs, x.shape, scales, sizes)
+    return Upsample2D(scale, mode)(x)
 
 
 CONVERTERS = {
