@@ -257,8 +257,8 @@ def keras_style_graph(opset: int):
         helper.make_node("AveragePool", ["r1"], ["a1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 0],
                          ceil_mode=1),  # (4, 3, 2), the padding left out of the averages
         helper.make_node("Concat", ["a1", "u2"], ["cat"], axis=1),  # (6, 3, 2)
-        helper.make_node("Sigmoid", ["cat"], ["s"]),
-        helper.make_node("Elu", ["cat"], ["e"], alpha=0.5),
+        helper.make_node("Sigmoid", ["normed"], ["s"]),
+        helper.make_node("Elu", ["normed"], ["e"], alpha=0.5),
         helper.make_node("Add", ["s", "e"], ["sum"]),
         helper.make_node("GlobalAveragePool", ["sum"], ["g"]),  # (6, 1, 1)
         helper.make_node("Resize", ["g", "roi" if opset < 13 else "", "scales"], ["big"], mode="nearest",
@@ -273,8 +273,12 @@ def keras_style_graph(opset: int):
         numpy_helper.from_array(np.array([-1, 24], dtype=np.int64), "shape"),
         initializer("fc.weight", weights(16, 24)),
     ]
-    if opset >= 21:
-        nodes.append(helper.make_node("GroupNormalization", ["fc3", "gn.weight", "gn.bias"], ["n"], num_groups=4))
+    if opset >= 21:  # GroupNormalization-18 is deprecated: test_group_normalization_of_opset_18 below
+        nodes.insert(9, helper.make_node("GroupNormalization", ["cat", "gn.weight", "gn.bias"], ["normed"],
+                                         num_groups=3, epsilon=1e-3))  # fmt: skip
+        inits += [initializer("gn.weight", rng.uniform(0.5, 1.5, 6)), initializer("gn.bias", weights(6))]
+    else:
+        nodes.insert(9, helper.make_node("Identity", ["cat"], ["normed"]))
     if opset >= 17:
         nodes.append(helper.make_node("LayerNormalization", ["fc", "ln.weight", "ln.bias"], ["fc2"], epsilon=1e-3))
         inits += [initializer("ln.weight", rng.uniform(0.5, 1.5, 16)), initializer("ln.bias", weights(16))]
@@ -291,7 +295,6 @@ def keras_style_graph(opset: int):
         helper.make_node("Gemm", ["dense", "head.weight", "head.bias"], ["logits"], transB=1, beta=0.5),
         helper.make_node("Softmax", ["logits"], ["y"], axis=1),
     ]
-    nodes = [node for node in nodes if "fc3" not in node.input]
     graph = helper.make_graph(
         nodes,
         "keras_style",
@@ -330,6 +333,21 @@ def test_same_lower_puts_the_odd_row_first():
     model = from_onnx(model_proto)
     assert model.layers[0].padding == ((1, 0), (1, 0))
     x = rng.random((2, 1, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(model.forward(x), run_onnx_runtime(model_proto, x), atol=TOLERANCE)
+
+
+def test_group_normalization_of_opset_18_spreads_its_per_group_scale_over_the_channels():
+    rng = np.random.default_rng(0)
+    node = helper.make_node("GroupNormalization", ["x", "gn.weight", "gn.bias"], ["y"], num_groups=2)
+    graph = helper.make_graph(
+        [node], "group_norm", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4, 3, 3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4, 3, 3])],
+        initializer=[initializer("gn.weight", [0.5, 2.0]), initializer("gn.bias", [1.0, -1.0])],
+    )  # fmt: skip
+    model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model = from_onnx(model_proto)
+    np.testing.assert_array_equal(model.state_dict()["gn.weight"], [0.5, 0.5, 2.0, 2.0])
+    x = rng.random((2, 4, 3, 3)).astype(np.float32)
     np.testing.assert_allclose(model.forward(x), run_onnx_runtime(model_proto, x), atol=TOLERANCE)
 
 
