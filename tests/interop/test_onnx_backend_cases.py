@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from convnp import functional as F
-from convnp.interop.onnx_ops import spatial, transposed_padding, upsampling, window_padding
+from convnp.interop.onnx_attributes import spatial, transposed_padding, upsampling, window_padding
 
 onnx = pytest.importorskip("onnx")
 node_cases = pytest.importorskip("onnx.backend.test.case.node")
