@@ -9,6 +9,7 @@ model keeps ONNX's names, trains and saves as a convnp file.
 
 from __future__ import annotations
 
+import inspect
 import io
 import sys
 import warnings
@@ -79,11 +80,13 @@ def test_every_built_in_model_survives_to_onnx_and_back(name):
 def torch_export(torch, module, input_shape, opset: int, fold_constants: bool = False):
     """``torch.onnx.export`` (the TorchScript exporter) of an eval-mode module, batch axis dynamic."""
     buffer = io.BytesIO()
+    # The TorchScript exporter: PyTorch 2.9 made the torch.export-based one (which needs onnxscript) the default.
+    exporter = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module.eval(), torch.randn(2, *input_shape), buffer, dynamo=False, opset_version=opset,
-            input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}}, do_constant_folding=fold_constants,
+            module.eval(), torch.randn(2, *input_shape), buffer, opset_version=opset, input_names=["x"],
+            output_names=["y"], dynamic_axes={"x": {0: "N"}}, do_constant_folding=fold_constants, **exporter,
         )  # fmt: skip
     return onnx.load_from_string(buffer.getvalue())
 
