@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from convnp import distributed
 from convnp._version import __version__
-from convnp.cli import inference, tools, train
+from convnp.cli import inference, onnx_import, tools, train
 from convnp.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, UsageError
 from convnp.cli.gradcheck_suite import gradcheck_cases
 from convnp.cli.recipes import OPTIMIZER_DEFAULTS, RECIPES, SCHEDULES
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(commands)
     inference.register(commands)
     tools.register(commands)
+    onnx_import.register(commands)
     return parser
 
 

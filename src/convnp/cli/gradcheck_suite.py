@@ -116,4 +116,18 @@ def gradcheck_cases(seed: int = 0) -> list[tuple[str, object, np.ndarray, bool]]
     joined = nn.Concatenate(axis=1)([merged, nn.Tanh()(stem)])
     graph = nn.Model(inputs, nn.Dense(3)(nn.Flatten()(nn.Conv2D(2, 1)(joined))), dtype="float64", seed=seed)
     cases.append(("Model(Add and Concatenate over a fan-out)", graph, normal(2, 2, 4, 4), False))
+    # The PyTorch/ONNX options: asymmetric padding, ceil mode, dilated and pad-excluding pools, other axes.
+    add("Conv2D(3, 3, stride=2, padding=((0, 1), (1, 0)))", nn.Conv2D(3, 3, 2, ((0, 1), (1, 0))), normal(2, 2, 6, 6))
+    add(
+        "MaxPool2D(3, stride=2, padding=((1, 0), (0, 1)), dilation=2, ceil_mode=True)",
+        nn.MaxPool2D(3, stride=2, padding=((1, 0), (0, 1)), dilation=2, ceil_mode=True),
+        distinct(2, 2, 8, 7),
+    )
+    add(
+        "AvgPool2D(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)",
+        nn.AvgPool2D(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+        normal(2, 2, 6, 6),
+    )
+    add("Softmax(axis=-1)", nn.Softmax(axis=-1), away_from_zero(2, 2, 3, 4))
+    add("LayerNorm((3, 3))", nn.LayerNorm((3, 3)), normal(2, 2, 3, 3), randomize_affine=True)
     return cases

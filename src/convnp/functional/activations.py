@@ -1,8 +1,9 @@
 """Activations: elementwise nonlinearities and softmax, as forward/backward pairs.
 
 Each op is ``X_forward(x, ...) -> (out, cache)`` and ``X_backward(dout, cache) -> dx``.
-The elementwise ops take any shape; ``softmax`` normalises along axis 1 (the
-class axis of ``(N, C)`` logits, the channel axis of ``(N, C, H, W)`` maps).
+The elementwise ops take any shape; ``softmax`` normalises along an axis, by
+default axis 1 (the class axis of ``(N, C)`` logits, the channel axis of
+``(N, C, H, W)`` maps).
 
 Outputs keep the input's dtype. Scalar arguments such as ``alpha`` are cast to
 that dtype first: under NumPy's promotion rules a NumPy float64 scalar (unlike a
@@ -193,36 +194,48 @@ def gaussian_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- Softmax
-def softmax_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax along axis 1: out[n, i] = exp(x[n, i]) / sum_j exp(x[n, j]).
+def _normalize_axis(axis: int, ndim: int, shape: tuple[int, ...], owner: str) -> int:
+    """``axis`` (negative counts from the end) as an index into ``shape``; ``ValueError`` when out of range."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{owner}: axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{owner}: axis {axis} is out of range for x of shape {shape}")
+    return int(axis) % ndim
 
-    Each row's own maximum is subtracted first (the result does not change):
+
+def softmax_forward(x: np.ndarray, axis: int = 1) -> tuple[np.ndarray, tuple[np.ndarray, int]]:
+    """Softmax along ``axis``: out[..., i, ...] = exp(x[..., i, ...]) / sum_j exp(x[..., j, ...]).
+
+    The default axis 1 is the class axis of (N, C) logits and the channel axis
+    of (N, C, H, W) maps; any other axis (negative counts from the end, as
+    PyTorch's ``dim``) normalises along that one instead.
+
+    Each slice's own maximum is subtracted first (the result does not change):
     the largest exponent becomes exp(0) = 1, so nothing overflows and each
-    denominator is at least 1. A global maximum would not do: a row far below
-    it would underflow to 0 / 0.
+    denominator is at least 1. A global maximum would not do: a slice far
+    below it would underflow to 0 / 0.
 
     Shape:
-        x: (N, C) or (N, C, ...); out: same as x, summing to 1 along axis 1
+        x: any with axis in range, e.g. (N, C) or (N, C, ...); out: same as x, summing to 1 along axis
     """
     x = float_array(x, "softmax_forward")
-    if x.ndim < 2:
-        raise ValueError(f"softmax_forward: x must have shape (N, C, ...), got {x.shape}")
-    shifted = x - x.max(axis=1, keepdims=True)  # (N, C, ...) - (N, 1, ...)
+    axis = _normalize_axis(axis, x.ndim, x.shape, "softmax_forward")
+    shifted = x - x.max(axis=axis, keepdims=True)  # (N, C, ...) - (N, 1, ...) for axis 1
     with np.errstate(under="ignore"):
         exp = np.exp(shifted)
-    out = exp / exp.sum(axis=1, keepdims=True)
-    return out, out
+    out = exp / exp.sum(axis=axis, keepdims=True)
+    return out, (out, axis)
 
 
-def softmax_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
-    """dx[i] = out[i] * (dout[i] - sum_j dout[j] * out[j]) along axis 1.
+def softmax_backward(dout: np.ndarray, cache: tuple[np.ndarray, int]) -> np.ndarray:
+    """dx[i] = out[i] * (dout[i] - sum_j dout[j] * out[j]) along the softmax's axis.
 
     From the Jacobian d out[j] / d x[i] = out[j] * (delta_ij - out[i]):
     dx[i] = sum_j dout[j] * out[j] * (delta_ij - out[i]).
     """
-    out = cache
+    out, axis = cache
     dout = check_dout(dout, out.shape, "softmax_backward")
-    weighted_sum = (dout * out).sum(axis=1, keepdims=True)  # (N, 1, ...)
+    weighted_sum = (dout * out).sum(axis=axis, keepdims=True)  # (N, 1, ...) for axis 1
     return out * (dout - weighted_sum)
 
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 IntPair = int | tuple[int, int]
-Padding = int | tuple[int, int] | str
+#: An int, a pair (PH, PW), "valid", "same", or ((top, bottom), (left, right)) (numpy.pad's convention).
+Padding = int | tuple[int, int] | tuple[tuple[int, int], tuple[int, int]] | str
 
 __all__ = [
     "pair",
     "normalize_padding",
+    "padding_argument",
+    "padding_config",
     "output_size",
     "conv_geometry",
     "transposed_output_size",
@@ -29,6 +32,9 @@ __all__ = [
     "adaptive_output_hw",
     "adaptive_bins",
     "pool_geometry",
+    "pooled_output_size",
+    "pool_window_pads",
+    "window_counts",
     "check_pool_padding",
     "pad_spatial",
     "pad_channels_last",
@@ -58,6 +64,15 @@ def pair(value: IntPair, name: str, owner: str = "", minimum: int = 1) -> tuple[
     return values
 
 
+def _is_side_pairs(padding) -> bool:
+    """Whether ``padding`` is written per side, ``((top, bottom), (left, right))``."""
+    return (
+        isinstance(padding, (tuple, list))
+        and len(padding) == 2
+        and all(isinstance(axis, (tuple, list)) for axis in padding)
+    )
+
+
 def normalize_padding(
     padding: Padding,
     kernel_size: tuple[int, int],
@@ -68,11 +83,13 @@ def normalize_padding(
 ) -> tuple[int, int, int, int]:
     """Return the padding as ``(top, bottom, left, right)``.
 
-    ``padding`` is an int, a pair ``(ph, pw)``, ``"valid"`` (no padding) or
-    ``"same"``. ``"same"`` pads so that ``H_out = ceil(H / S)``; with stride 1
-    that is ``H_out = H`` and the padding is ``DH*(KH-1)`` split as PyTorch splits
-    it (the odd extra row or column goes to the bottom/right). With stride > 1
-    the amount depends on the input size, so ``input_hw`` is needed.
+    ``padding`` is an int, a pair ``(ph, pw)``, ``((top, bottom), (left, right))``
+    (numpy.pad's convention, for asymmetric padding such as Keras's "same"),
+    ``"valid"`` (no padding) or ``"same"``. ``"same"`` pads so that
+    ``H_out = ceil(H / S)``; with stride 1 that is ``H_out = H`` and the padding
+    is ``DH*(KH-1)`` split as PyTorch splits it (the odd extra row or column
+    goes to the bottom/right). With stride > 1 the amount depends on the input
+    size, so ``input_hw`` is needed.
     """
     prefix = f"{owner}: " if owner else ""
     if isinstance(padding, str):
@@ -80,7 +97,10 @@ def normalize_padding(
         if mode == "valid":
             return (0, 0, 0, 0)
         if mode != "same":
-            raise ValueError(f"{prefix}padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+            raise ValueError(
+                f"{prefix}padding must be an int, a pair, ((top, bottom), (left, right)), 'valid' or 'same', "
+                f"got {padding!r}"
+            )
         pads = []
         for axis in range(2):
             span = dilation[axis] * (kernel_size[axis] - 1) + 1
@@ -94,8 +114,37 @@ def normalize_padding(
                 total = max((out - 1) * stride[axis] + span - size, 0)
             pads.extend([total // 2, total - total // 2])
         return (pads[0], pads[1], pads[2], pads[3])
+    if _is_side_pairs(padding):
+        top, bottom = pair(tuple(padding[0]), "padding", owner, minimum=0)
+        left, right = pair(tuple(padding[1]), "padding", owner, minimum=0)
+        return (top, bottom, left, right)
     ph, pw = pair(padding, "padding", owner, minimum=0)
     return (ph, ph, pw, pw)
+
+
+def padding_argument(padding: Padding, owner: str = "") -> Padding:
+    """A layer's ``padding`` argument checked and kept in one form: a str, an int, a pair, or a pair of pairs.
+
+    Lists (as a JSON config holds them) become tuples; ``"same"`` is resolved
+    later, when the input size is known. Raises ``TypeError``/``ValueError``
+    naming ``owner`` for anything ``normalize_padding`` refuses.
+    """
+    if isinstance(padding, str):
+        normalize_padding(padding if padding.lower() != "same" else "valid", (1, 1), (1, 1), (1, 1), owner=owner)
+        return padding
+    top, bottom, left, right = normalize_padding(padding, (1, 1), (1, 1), (1, 1), owner=owner)
+    if _is_side_pairs(padding):
+        return ((top, bottom), (left, right))
+    if isinstance(padding, (int, np.integer)):
+        return int(padding)
+    return (top, left)
+
+
+def padding_config(padding: Padding) -> str | int | list:
+    """A ``padding_argument`` as JSON: tuples become (nested) lists."""
+    if isinstance(padding, tuple):
+        return [list(axis) if isinstance(axis, tuple) else axis for axis in padding]
+    return padding
 
 
 def output_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:
@@ -121,14 +170,19 @@ def conv_geometry(
     pads = normalize_padding(padding, kernel_size, stride, dilation, input_hw, owner)
     h_out = output_size(input_hw[0], kernel_size[0], stride[0], pads[0] + pads[1], dilation[0])
     w_out = output_size(input_hw[1], kernel_size[1], stride[1], pads[2] + pads[3], dilation[1])
-    if h_out < 1 or w_out < 1:
+    _check_not_empty((h_out, w_out), input_hw, kernel_size, stride, padding, dilation, owner, input_shape)
+    return pads, (h_out, w_out)
+
+
+def _check_not_empty(out_hw, input_hw, kernel_size, stride, padding, dilation, owner, input_shape, extra="") -> None:
+    """``ValueError`` naming ``owner``, the input shape and the parameters when an output size is below 1."""
+    if min(out_hw) < 1:
         shape = input_shape if input_shape is not None else input_hw
         raise ValueError(
             f"{owner or 'window op'}: input of shape {tuple(shape)} is too small for "
             f"kernel_size={kernel_size}, stride={stride}, padding={padding!r}, "
-            f"dilation={dilation}: output size would be ({h_out}, {w_out})"
+            f"dilation={dilation}{extra}: output size would be {tuple(out_hw)}"
         )
-    return pads, (h_out, w_out)
 
 
 def transposed_output_size(
@@ -236,6 +290,26 @@ def check_pool_padding(
         raise ValueError(f"{owner}: padding {padding!r} must be at most half the kernel size {kernel_size}")
 
 
+def pooled_output_size(
+    size: int, kernel: int, stride: int, before: int, after: int, dilation: int, ceil_mode: bool
+) -> int:
+    """A pooling window's output size along one axis, PyTorch's rule.
+
+    Floor mode: ``floor((size + before + after - dilation*(kernel-1) - 1) / stride) + 1``,
+    as for a convolution. Ceil mode rounds up instead, so that a last, partial
+    window covers the rows the floor leaves out, except that the last window
+    must start inside the input or the padding before it: a window starting in
+    the padding after it is dropped.
+    """
+    span = size + before + after - dilation * (kernel - 1) - 1
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + before:
+        out -= 1
+    return out
+
+
 def pool_geometry(
     input_hw: tuple[int, int],
     kernel_size: tuple[int, int],
@@ -243,14 +317,66 @@ def pool_geometry(
     padding: Padding,
     owner: str = "",
     input_shape: tuple[int, ...] | None = None,
+    dilation: tuple[int, int] = (1, 1),
+    ceil_mode: bool = False,
 ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
-    """``conv_geometry`` for a pooling window (no dilation), with ``check_pool_padding``.
+    """Resolve a pooling window's padding and output size (``pooled_output_size``), with ``check_pool_padding``.
 
-    Returns ``((top, bottom, left, right), (H_out, W_out))``.
+    Returns ``((top, bottom, left, right), (H_out, W_out))``. Raises
+    ``ValueError`` naming ``owner``, the input shape and the parameters when the
+    output would be empty.
     """
-    pads, out_hw = conv_geometry(input_hw, kernel_size, stride, padding, (1, 1), owner, input_shape)
+    pads = normalize_padding(padding, kernel_size, stride, dilation, input_hw, owner)
+    out_hw = tuple(
+        pooled_output_size(input_hw[a], kernel_size[a], stride[a], pads[2 * a], pads[2 * a + 1], dilation[a], ceil_mode)
+        for a in range(2)
+    )
+    extra = ", ceil_mode=True" if ceil_mode else ""
+    _check_not_empty(out_hw, input_hw, kernel_size, stride, padding, dilation, owner, input_shape, extra)
     check_pool_padding(pads, kernel_size, padding, owner)
     return pads, out_hw
+
+
+def pool_window_pads(
+    input_hw: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    out_hw: tuple[int, int],
+) -> tuple[int, int, int, int]:
+    """``pads`` grown at the bottom and right until every window lies inside the padded input.
+
+    Only ceil mode needs it: its last window may reach past the padding after
+    the input, by ``(H_out - 1)*SH + DH*(KH - 1) + 1 - (H + PT + PB)`` rows. Those
+    rows are filled like padding (-inf for max pooling, zeros for average
+    pooling) but never counted in an average.
+    """
+    grown = list(pads)
+    for a in range(2):
+        reach = (out_hw[a] - 1) * stride[a] + dilation[a] * (kernel_size[a] - 1) + 1
+        grown[2 * a + 1] += max(reach - (input_hw[a] + pads[2 * a] + pads[2 * a + 1]), 0)
+    return (grown[0], grown[1], grown[2], grown[3])
+
+
+def window_counts(
+    size: int, kernel: int, stride: int, before: int, after: int, out: int, count_padding: bool
+) -> np.ndarray:
+    """How many positions of each window along one axis an average divides by, PyTorch's rule.
+
+    Window i covers ``i*stride - before ... i*stride - before + kernel - 1`` in
+    input coordinates. It counts the positions inside the padded input
+    (``-before ... size + after - 1``) with ``count_padding``, those inside the
+    input (``0 ... size - 1``) without; a ceil-mode window's part past the
+    padding never counts. The divisor of window (i, j) is the product of its
+    row count and its column count.
+
+    Shape: returns (out,), int64
+    """
+    starts = np.arange(out, dtype=np.int64) * stride - before
+    if count_padding:
+        return np.minimum(starts + kernel, size + after) - starts
+    return np.minimum(starts + kernel, size) - np.maximum(starts, 0)
 
 
 def pad_spatial(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:

@@ -10,7 +10,7 @@ They differ only in which axes the statistics are taken over:
 
     batch norm:  per channel, over the batch and every spatial position
     group norm:  per sample and group of C / G channels, over those channels and space
-    layer norm:  per sample, over every non-batch axis
+    layer norm:  per sample (or per slice of the leading axes), over the trailing axes
 
 so their backward passes share one formula (``_standardize_backward``). A
 constant slice has var = 0: eps keeps 1 / sqrt(var + eps) finite, x_hat = 0 and
@@ -390,53 +390,73 @@ def group_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.n
 
 # --------------------------------------------------------------- layer norm
 def layer_norm_forward(
-    x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float = 1e-5
+    x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float = 1e-5, begin_axis: int = 1
 ) -> tuple[np.ndarray, dict]:
-    """Layer normalisation: standardise each sample over all its non-batch axes.
+    """Layer normalisation: standardise x over its axes ``begin_axis..``, one slice per index of the axes before.
 
-    With D = prod(x.shape[1:]) values per sample n:
+    With D = prod(x.shape[begin_axis:]) values in each slice s (by default a sample):
 
-        x_hat[n] = (x[n] - mean[n]) / sqrt(var[n] + eps)
-        out[n]   = weight * x_hat[n] + bias        (elementwise, weight shaped like a sample)
+        x_hat[s] = (x[s] - mean[s]) / sqrt(var[s] + eps)
+        out[s]   = weight * x_hat[s] + bias        (elementwise, weight shaped like a slice)
 
-    This is ``torch.nn.LayerNorm(x.shape[1:])``.
+    This is ``torch.nn.functional.layer_norm(x, x.shape[begin_axis:], ...)``
+    (PyTorch's ``normalized_shape``) and ONNX's ``LayerNormalization(axis=begin_axis)``;
+    ``begin_axis`` may be negative (counted from the end) or 0 (one slice: all of x).
 
     Shape:
         x: (N, ...)
-        weight, bias: x.shape[1:]
+        weight, bias: x.shape[begin_axis:]
         out: same as x
     """
     owner = "layer_norm_forward"
     x = _check_x(x, owner)
-    sample_shape = x.shape[1:]
-    weight = _check_param(weight, sample_shape, x.dtype, "weight", owner)
-    bias = _check_param(bias, sample_shape, x.dtype, "bias", owner)
+    if isinstance(begin_axis, bool) or not isinstance(begin_axis, (int, np.integer)):
+        raise TypeError(f"{owner}: begin_axis must be an int, got {begin_axis!r}")
+    if not -x.ndim <= begin_axis < x.ndim:
+        raise ValueError(f"{owner}: begin_axis {begin_axis} is out of range for x of shape {x.shape}")
+    begin_axis = int(begin_axis) % x.ndim
+    slice_shape = x.shape[begin_axis:]
+    weight = _check_param(weight, slice_shape, x.dtype, "weight", owner)
+    bias = _check_param(bias, slice_shape, x.dtype, "bias", owner)
     eps = check_eps(eps, owner)
 
-    x_rows = x.reshape(x.shape[0], -1)  # (N, D)
-    mean = x_rows.mean(axis=1, keepdims=True)  # (N, 1)
-    var = x_rows.var(axis=1, keepdims=True)  # (N, 1), biased
-    inv_std = 1 / np.sqrt(var + eps)  # (N, 1)
-    x_hat = ((x_rows - mean) * inv_std).reshape(x.shape)  # back to (N, ...)
-    out = _affine(x_hat, weight, bias, (1, *sample_shape))
-    cache = {"x_hat": x_hat, "inv_std": inv_std, "weight": weight, "has_bias": bias is not None}
+    x_rows = x.reshape(int(np.prod(x.shape[:begin_axis], dtype=np.int64)), -1)  # (slices, D)
+    mean = x_rows.mean(axis=1, keepdims=True)  # (slices, 1)
+    var = x_rows.var(axis=1, keepdims=True)  # (slices, 1), biased
+    inv_std = 1 / np.sqrt(var + eps)  # (slices, 1)
+    x_hat = ((x_rows - mean) * inv_std).reshape(x.shape)  # back to x's shape
+    out = _affine(x_hat, weight, bias, (1,) * begin_axis + slice_shape)
+    cache = {
+        "x_hat": x_hat,
+        "inv_std": inv_std,
+        "weight": weight,
+        "has_bias": bias is not None,
+        "begin_axis": begin_axis,
+    }
     return out, cache
 
 
 def layer_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Gradients of layer norm.
 
-    dbias   = sum over N of dout
-    dweight = sum over N of dout * x_hat
+    dbias   = sum over the axes before begin_axis of dout
+    dweight = sum over the axes before begin_axis of dout * x_hat
     dx      = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)),
-              dx_hat = dout * weight, means over each sample's D values
+              dx_hat = dout * weight, means over each slice's D values
 
     Shape:
-        dout, dx: same as x; dweight, dbias: x.shape[1:]
+        dout, dx: same as x; dweight, dbias: x.shape[begin_axis:]
     """
-    x_hat = cache["x_hat"]
+    x_hat, begin_axis = cache["x_hat"], cache["begin_axis"]
     dout = check_dout(dout, x_hat.shape, "layer_norm_backward")
-    dx_hat, dweight, dbias = _affine_backward(dout, x_hat, cache["weight"], cache["has_bias"], 0, (1, *x_hat.shape[1:]))
-    rows = (x_hat.shape[0], -1)  # (N, D)
+    dx_hat, dweight, dbias = _affine_backward(
+        dout,
+        x_hat,
+        cache["weight"],
+        cache["has_bias"],
+        tuple(range(begin_axis)),
+        (1,) * begin_axis + x_hat.shape[begin_axis:],
+    )
+    rows = (cache["inv_std"].shape[0], -1)  # (slices, D)
     dx = _standardize_backward(dx_hat.reshape(rows), x_hat.reshape(rows), cache["inv_std"], axes=1)
     return dx.reshape(x_hat.shape), dweight, dbias

@@ -1,7 +1,7 @@
 """Max, average and global-average pooling over the last two axes.
 
 Max pooling:
-    out[n, c, i, j] = max over p < KH, q < KW of x_padded[n, c, i*SH + p, j*SW + q]
+    out[n, c, i, j] = max over p < KH, q < KW of x_padded[n, c, i*SH + p*DH, j*SW + q*DW]
     (padding is -inf, so it is never the maximum)
     dx[n, c, h, w] = sum over the windows (i, j) whose chosen maximum is (h, w) of dout[n, c, i, j]
 
@@ -10,16 +10,25 @@ to the first of them in row-major order (PyTorch's rule); the gradient is never
 split or duplicated. Overlapping windows (stride < kernel) can choose the same
 input, so the backward pass accumulates.
 
-Average pooling (zero padding counts in the average, PyTorch's default):
-    out[n, c, i, j] = (1 / (KH*KW)) * sum over p, q of x_padded[n, c, i*SH + p, j*SW + q]
-    dx = col2im of dout / (KH*KW) spread over every window position
+Average pooling:
+    out[n, c, i, j] = (1 / count[i, j]) * sum over p, q of x_padded[n, c, i*SH + p, j*SW + q]
+    dx = col2im of dout / count spread over every window position
+count[i, j] is KH*KW (zero padding counts in the average, PyTorch's default)
+except where ``window_counts`` in geometry.py says otherwise: with
+``count_include_pad=False`` only the window's positions inside the input count,
+and a ceil-mode window's part past the padding never counts.
 
 Global average pooling:
     out[n, c] = mean over h, w of x[n, c, h, w];  dx[n, c, h, w] = dout[n, c] / (H*W)
 
+``ceil_mode=True`` rounds the output size up instead of down (PyTorch's rule,
+``pooled_output_size`` in geometry.py): the last window may then reach past
+the input and its padding; those positions read as padding.
+
 Shape:
     x: (N, C, H, W)
-    out: (N, C, H_out, W_out), H_out = floor((H + PT + PB - KH) / SH) + 1; (N, C) for global pooling
+    out: (N, C, H_out, W_out), H_out = floor((H + PT + PB - DH*(KH-1) - 1) / SH) + 1
+         (ceil in ceil mode); (N, C) for global pooling
 """
 
 from __future__ import annotations
@@ -29,7 +38,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from convnp.backend import run_batched, scratch
-from convnp.functional.geometry import IntPair, Padding, pad_channels_last, pair, pool_geometry
+from convnp.functional.geometry import (
+    IntPair,
+    Padding,
+    pad_channels_last,
+    pair,
+    pool_geometry,
+    pool_window_pads,
+    window_counts,
+)
 
 __all__ = [
     "max_pool2d_forward",
@@ -49,70 +66,99 @@ class PoolCache:
     x_shape: tuple[int, int, int, int]
     kernel_size: tuple[int, int]
     stride: tuple[int, int]
+    # (top, bottom, left, right) of the padded input the windows read: the padding, grown
+    # at the bottom and right in ceil mode until every window fits (``pool_window_pads``).
     pads: tuple[int, int, int, int]
     out_hw: tuple[int, int]
     dtype: np.dtype
+    dilation: tuple[int, int] = (1, 1)
+    # Average pooling: (H_out, W_out, 1), each window's count, where not every count is KH*KW.
+    divisor: np.ndarray | None = None
     argmax: np.ndarray | None = None  # (N, H_out, W_out, C): flat offset p*KW + q of each window's max
     # The 2x2 / stride 2 fast path keeps two masks instead of argmax:
     right_wins: np.ndarray | None = None  # (N, 2*H_out, W_out, C): the right column beat the left
     bottom_wins: np.ndarray | None = None  # (N, H_out, W_out, C): the bottom row's max beat the top's
 
 
-def _pool_geometry(x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, padding: Padding, op: str):
+def _pool_geometry(
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair | None,
+    padding: Padding,
+    op: str,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+):
+    """Check x; return the kernel, stride, dilation, padding, padding grown for ceil mode, and output size."""
     if not isinstance(x, np.ndarray) or x.ndim != 4:
         raise ValueError(f"{op}: expected x of shape (N, C, H, W), got {np.shape(x)}")
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"{op}: expected a floating-point x, got dtype {x.dtype}")
     kernel = pair(kernel_size, "kernel_size", op)
     stride = kernel if stride is None else pair(stride, "stride", op)
-    pads, out_hw = pool_geometry(x.shape[2:], kernel, stride, padding, op, x.shape)
-    return kernel, stride, pads, out_hw
+    dilation = pair(dilation, "dilation", op)
+    pads, out_hw = pool_geometry(x.shape[2:], kernel, stride, padding, op, x.shape, dilation, bool(ceil_mode))
+    window_pads = pool_window_pads(x.shape[2:], kernel, stride, dilation, pads, out_hw)
+    return kernel, stride, dilation, pads, window_pads, out_hw
 
 
 def _window_offsets(x: np.ndarray, cache: PoolCache, pad_value: float):
     """Yield ``(k, values)`` for every kernel offset k = p*KW + q, in row-major order.
 
-    ``values[n, i, j, c] = x_padded[n, i*SH + p, j*SW + q, c]``: the entry at
-    offset (p, q) of every window, as a strided view of the channels-last
+    ``values[n, i, j, c] = x_padded[n, i*SH + p*DH, j*SW + q*DW, c]``: the entry
+    at offset (p, q) of every window, as a strided view of the channels-last
     input (no copy). Looping over the KH*KW offsets instead of gathering whole
     windows keeps every pass a simple elementwise op over an output-sized array.
 
     Shape: x (N, C, H, W) -> values (N, H_out, W_out, C)
     """
     x_padded = pad_channels_last(x.transpose(0, 2, 3, 1), cache.pads, pad_value)  # (N, Hp, Wp, C)
-    (kh, kw), (sh, sw), (h_out, w_out) = cache.kernel_size, cache.stride, cache.out_hw
+    for k, (rows, columns) in enumerate(_offset_slices(cache)):
+        yield k, x_padded[:, rows, columns, :]
+
+
+def _offset_slices(cache: PoolCache):
+    """Yield, for each kernel offset (p, q) in row-major order, the padded rows and columns it reads."""
+    (kh, kw), (sh, sw), (dh, dw), (h_out, w_out) = cache.kernel_size, cache.stride, cache.dilation, cache.out_hw
     for p in range(kh):
         for q in range(kw):
-            yield p * kw + q, x_padded[:, p : p + sh * (h_out - 1) + 1 : sh, q : q + sw * (w_out - 1) + 1 : sw, :]
+            yield slice(p * dh, p * dh + sh * (h_out - 1) + 1, sh), slice(q * dw, q * dw + sw * (w_out - 1) + 1, sw)
 
 
 def _scatter_windows(window_grads, cache: PoolCache) -> np.ndarray:
     """Add per-window-offset gradients back onto the (padded) input, then crop.
 
-    ``window_grads(p, q)`` returns the (N, H_out, W_out, C) gradient that flows
-    to kernel offset (p, q) of every window. One strided slice-add per offset;
-    overlapping windows accumulate. Returns the NCHW-shaped view of a
+    ``window_grads(k)`` returns the (N, H_out, W_out, C) gradient that flows
+    to kernel offset k = p*KW + q of every window. One strided slice-add per
+    offset; overlapping windows accumulate. Returns the NCHW-shaped view of a
     channels-last array.
     """
     n, channels, height, width = cache.x_shape
     top, bottom, left, right = cache.pads
-    (kh, kw), (sh, sw), (h_out, w_out) = cache.kernel_size, cache.stride, cache.out_hw
     dx_padded = np.zeros((n, height + top + bottom, width + left + right, channels), dtype=cache.dtype)
-    for p in range(kh):
-        for q in range(kw):
-            dx_padded[:, p : p + sh * (h_out - 1) + 1 : sh, q : q + sw * (w_out - 1) + 1 : sw, :] += window_grads(p, q)
+    for k, (rows, columns) in enumerate(_offset_slices(cache)):
+        dx_padded[:, rows, columns, :] += window_grads(k)
     return dx_padded[:, top : top + height, left : left + width, :].transpose(0, 3, 1, 2)
 
 
 def max_pool2d_forward(
-    x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
 ) -> tuple[np.ndarray, PoolCache]:
     """Maximum of every window; ``stride`` defaults to ``kernel_size``.
 
+    ``dilation`` spaces the window's entries DH rows and DW columns apart;
+    ``ceil_mode`` rounds the output size up (see the module text).
     Returns ``(out, cache)``; out is (N, C, H_out, W_out), stored channels-last.
     """
-    kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
-    cache = PoolCache(x.shape, kernel, stride, pads, out_hw, x.dtype)
+    kernel, stride, dilation, _, window_pads, out_hw = _pool_geometry(
+        x, kernel_size, stride, padding, "max_pool2d", dilation, ceil_mode
+    )
+    cache = PoolCache(x.shape, kernel, stride, window_pads, out_hw, x.dtype, dilation)
     if _is_halving(cache):
         out = _max_pool_halving(x, cache)
         if out is not None:
@@ -145,30 +191,50 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     dout_nhwc = dout.transpose(0, 2, 3, 1)
     if cache.argmax is None:
         return _max_unpool_halving(dout_nhwc, cache).transpose(0, 3, 1, 2)
-    kw = cache.kernel_size[1]
-    return _scatter_windows(lambda p, q: dout_nhwc * (cache.argmax == p * kw + q), cache)
+    return _scatter_windows(lambda k: dout_nhwc * (cache.argmax == k), cache)
 
 
 def avg_pool2d_forward(
-    x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: Padding = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
 ) -> tuple[np.ndarray, PoolCache]:
-    """Mean of every window, zero padding included in the count.
+    """Mean of every window; zero padding counts in it unless ``count_include_pad=False``.
 
+    ``ceil_mode`` rounds the output size up (see the module text).
     Returns ``(out, cache)``; out is (N, C, H_out, W_out), stored channels-last.
     """
-    kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "avg_pool2d")
-    cache = PoolCache(x.shape, kernel, stride, pads, out_hw, x.dtype)
+    kernel, stride, dilation, pads, window_pads, out_hw = _pool_geometry(
+        x, kernel_size, stride, padding, "avg_pool2d", 1, ceil_mode
+    )
+    cache = PoolCache(x.shape, kernel, stride, window_pads, out_hw, x.dtype, dilation)
+    if window_pads != pads or (not count_include_pad and any(pads)):
+        cache.divisor = _window_divisor(x, kernel, stride, pads, out_hw, bool(count_include_pad))
     offsets = _window_offsets(x, cache, 0.0)
     _, first = next(offsets)
     out = first.copy()  # (N, Ho, Wo, C): the running window sum
     for _, values in offsets:
         out += values
-    out *= x.dtype.type(1.0 / (kernel[0] * kernel[1]))
+    if cache.divisor is None:
+        out *= x.dtype.type(1.0 / (kernel[0] * kernel[1]))
+    else:
+        out /= cache.divisor
     return out.transpose(0, 3, 1, 2), cache
 
 
+def _window_divisor(x: np.ndarray, kernel, stride, pads, out_hw, count_include_pad: bool) -> np.ndarray:
+    """Each window's count (``window_counts`` along rows times along columns). Shape: (H_out, W_out, 1)."""
+    height, width = x.shape[2:]
+    rows = window_counts(height, kernel[0], stride[0], pads[0], pads[1], out_hw[0], count_include_pad)
+    columns = window_counts(width, kernel[1], stride[1], pads[2], pads[3], out_hw[1], count_include_pad)
+    return np.multiply.outer(rows, columns).astype(x.dtype)[:, :, None]
+
+
 def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
-    """Every input in a window receives dout / (KH*KW) from that window.
+    """Every input in a window receives dout / count from that window.
 
     Shape: dout (N, C, H_out, W_out) -> dx (N, C, H, W).
     """
@@ -176,8 +242,11 @@ def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     kh, kw = cache.kernel_size
     if _is_halving(cache):
         return _avg_unpool_halving(dout.transpose(0, 2, 3, 1), cache).transpose(0, 3, 1, 2)
-    dout_share = dout.transpose(0, 2, 3, 1) / dout.dtype.type(kh * kw)
-    return _scatter_windows(lambda p, q: dout_share, cache)
+    if cache.divisor is None:
+        dout_share = dout.transpose(0, 2, 3, 1) / dout.dtype.type(kh * kw)
+    else:
+        dout_share = dout.transpose(0, 2, 3, 1) / cache.divisor
+    return _scatter_windows(lambda k: dout_share, cache)
 
 
 def global_avg_pool2d_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -211,8 +280,13 @@ def _check_dout(dout: np.ndarray, cache: PoolCache, op: str) -> None:
 # gradients are those of the general path above; a NaN falls back to it.
 # ----------------------------------------------------------------------------------------------
 def _is_halving(cache: PoolCache) -> bool:
-    """2x2 windows, stride 2, no padding: the pool in almost every CNN, with a faster path."""
-    return cache.kernel_size == (2, 2) and cache.stride == (2, 2) and cache.pads == (0, 0, 0, 0)
+    """2x2 windows, stride 2, no padding or dilation: the pool in almost every CNN, with a faster path."""
+    return (
+        cache.kernel_size == (2, 2)
+        and cache.stride == (2, 2)
+        and cache.pads == (0, 0, 0, 0)
+        and cache.dilation == (1, 1)
+    )
 
 
 def _max_pool_halving(x: np.ndarray, cache: PoolCache) -> np.ndarray | None:

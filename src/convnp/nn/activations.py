@@ -117,10 +117,34 @@ class Gaussian(Activation):
 
 
 class Softmax(Activation):
-    """Softmax along axis 1 (the features of (N, F), the channels of (N, C, H, W))."""
+    """Softmax along ``axis`` of the batch: by default 1 (the features of (N, F), the channels of (N, C, H, W)).
+
+    ``axis`` counts NCHW axes (PyTorch's ``dim``; negative counts from the
+    end) and may not be 0, the batch axis.
+    """
 
     forward_fn = staticmethod(F.softmax_forward)
     backward_fn = staticmethod(F.softmax_backward)
+
+    def __init__(self, axis: int = 1, name: str | None = None) -> None:
+        super().__init__(name=name)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or axis == 0:
+            raise ValueError(f"{self.label}: axis must be a nonzero int (axis 0 is the batch), got {axis!r}")
+        self.axis = int(axis)
+
+    def _build(self, input_shape, rng):
+        if not -len(input_shape) <= self.axis <= len(input_shape):
+            raise ValueError(f"{self.label}: axis {self.axis} is out of range for inputs of shape (N, *{input_shape})")
+        return input_shape
+
+    def normalizes_axis_one(self) -> bool:
+        """Whether it normalises along axis 1 (the classes of (N, C) logits): the softmax a loss can take over."""
+        if self.axis == 1:
+            return True
+        return self.built and self.axis % (len(self.input_shape) + 1) == 1
+
+    def op_kwargs(self) -> dict:
+        return {"axis": self.axis}
 
 
 def _real(value: float, name: str, owner: str) -> float:

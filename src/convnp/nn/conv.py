@@ -6,7 +6,7 @@ import numpy as np
 
 from convnp.checks import positive_int
 from convnp.functional.conv import conv2d_backward, conv2d_forward
-from convnp.functional.geometry import IntPair, Padding, conv_geometry, normalize_padding, pair
+from convnp.functional.geometry import IntPair, Padding, conv_geometry, padding_argument, padding_config, pair
 from convnp.nn.activations import activation_config, get_activation
 from convnp.nn.init import Initializer, get_initializer, initialize
 from convnp.nn.layer import Layer
@@ -24,6 +24,8 @@ class Conv2D(Layer):
         weight: (out_channels, C // groups, KH, KW); bias: (out_channels,)
         output: (N, out_channels, H_out, W_out),
             H_out = floor((H + PT + PB - DH*(KH-1) - 1) / SH) + 1
+
+    ``padding`` is an int, a pair, ``((top, bottom), (left, right))``, "valid" or "same".
     """
 
     param_names = ("weight", "bias")
@@ -54,14 +56,8 @@ class Conv2D(Layer):
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2D")
         self.stride = pair(stride, "stride", "Conv2D")
         self.dilation = pair(dilation, "dilation", "Conv2D")
-        # Validates the padding argument now; "same" with stride > 1 is resolved at build.
-        if not (isinstance(padding, str) and padding.lower() == "same"):
-            normalize_padding(padding, self.kernel_size, self.stride, self.dilation, owner="Conv2D")
-        self.padding = (
-            padding
-            if isinstance(padding, str)
-            else (int(padding) if isinstance(padding, (int, np.integer)) else tuple(int(p) for p in padding))
-        )
+        # Validated now; "same" is resolved at build, when the input size is known.
+        self.padding = padding_argument(padding, "Conv2D")
         self.groups = int(groups)
         self.use_bias = bool(use_bias)
         self.activation = get_activation(activation, owner="Conv2D")
@@ -127,7 +123,7 @@ class Conv2D(Layer):
             "out_channels": self.out_channels,
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
-            "padding": list(self.padding) if isinstance(self.padding, tuple) else self.padding,
+            "padding": padding_config(self.padding),
             "dilation": list(self.dilation),
             "groups": self.groups,
             "use_bias": self.use_bias,

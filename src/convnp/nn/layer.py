@@ -338,7 +338,7 @@ class Layer:
             if key in inferred:
                 continue
             default = defaults.get(key, inspect.Parameter.empty)
-            comparable = tuple(value) if isinstance(value, list) else value
+            comparable = _tupled(value)
             if isinstance(default, int) and isinstance(comparable, tuple) and comparable == (default, default):
                 continue
             # Only a pool's stride defaults to its kernel (stride=None); a convolution's defaults to 1.
@@ -349,6 +349,11 @@ class Layer:
             elif comparable != default:
                 args.append(f"{key}={comparable!r}")
         return f"{type(self).__name__}({', '.join(args)})"
+
+
+def _tupled(value):
+    """A config value with its (nested) lists as tuples, as the constructor arguments were given."""
+    return tuple(_tupled(item) for item in value) if isinstance(value, list) else value
 
 
 def layer_config(layer: Layer) -> dict:

@@ -177,9 +177,11 @@ class Network:
 
     # ----------------------------------------------------------- the logits
     def ends_in_softmax(self) -> bool:
-        """Whether the output is already a softmax (a final ``Softmax`` layer, or a fused softmax activation)."""
+        """Whether the output is already a softmax over classes (a final ``Softmax`` layer, or a fused
+        softmax activation, along axis 1)."""
         last = self.layers[-1]
-        return isinstance(last, Softmax) or isinstance(getattr(last, "activation", None), Softmax)
+        softmax = last if isinstance(last, Softmax) else getattr(last, "activation", None)
+        return isinstance(softmax, Softmax) and softmax.normalizes_axis_one()
 
     @contextmanager
     def logits_view(self, wanted: bool) -> Iterator[int | None]:

@@ -194,26 +194,56 @@ class GroupNorm(_Normalization):
 
 
 class LayerNorm(_Normalization):
-    """Layer normalisation: each sample standardised over all its values, then an
-    elementwise affine map (``torch.nn.LayerNorm(input_shape)``).
+    """Layer normalisation: each sample standardised over its trailing axes ``normalized_shape``
+    (by default all of them), then an elementwise affine map (``torch.nn.LayerNorm(normalized_shape)``).
 
-    out[n] = weight * (x[n] - mean[n]) / sqrt(var[n] + eps) + bias
+    out[n, ...] = weight * (x[n, ...] - mean) / sqrt(var + eps) + bias,
+    mean and var taken over each slice of shape ``normalized_shape``
 
     Shape:
-        x: (N, ...); weight, bias: per-sample shape x.shape[1:]; out: same as x
+        x: (N, ...); weight, bias: normalized_shape (the per-sample shape when None); out: same as x
     """
 
-    def __init__(self, eps: float = 1e-5, name: str | None = None) -> None:
+    def __init__(
+        self, normalized_shape: int | tuple[int, ...] | None = None, eps: float = 1e-5, name: str | None = None
+    ) -> None:
         super().__init__(eps, name=name)
+        if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
+            normalized_shape = (normalized_shape,)
+        if normalized_shape is not None:
+            if not isinstance(normalized_shape, (tuple, list)) or not normalized_shape:
+                raise TypeError(
+                    f"{self.label}: normalized_shape must be None, an int or a non-empty tuple of ints, "
+                    f"got {normalized_shape!r}"
+                )
+            normalized_shape = tuple(positive_int(d, "normalized_shape", self.label) for d in normalized_shape)
+        self.normalized_shape: tuple[int, ...] | None = normalized_shape
 
     def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         self._check_rank(input_shape)
-        self._build_affine(input_shape)
+        shape = self.normalized_shape
+        if shape is not None and (
+            len(shape) > len(input_shape) or input_shape[len(input_shape) - len(shape) :] != shape
+        ):
+            raise ValueError(
+                f"{self.label}: normalized_shape={shape} must be the trailing axes of the per-sample input "
+                f"shape, got {input_shape}"
+            )
+        self._build_affine(input_shape if shape is None else shape)
         return input_shape
+
+    @property
+    def begin_axis(self) -> int:
+        """The first normalised axis of a batch (1 + the per-sample axes left out)."""
+        if self.normalized_shape is None:
+            return 1
+        return 1 + len(self.input_shape) - len(self.normalized_shape)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self.check_input(x)
-        out, self.cache = layer_norm_forward(x, self.weight.data, self.bias.data, eps=self.eps)
+        out, self.cache = layer_norm_forward(
+            x, self.weight.data, self.bias.data, eps=self.eps, begin_axis=self.begin_axis
+        )
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -222,4 +252,5 @@ class LayerNorm(_Normalization):
         return dx
 
     def get_config(self) -> dict:
-        return {"eps": self.eps}
+        shape = None if self.normalized_shape is None else list(self.normalized_shape)
+        return {"normalized_shape": shape, "eps": self.eps}

@@ -43,6 +43,7 @@ import numpy as np
 
 from convnp.functional.activations import relu_backward, relu_forward
 from convnp.functional.conv_pool import conv2d_max_pool2d_backward, conv2d_max_pool2d_forward
+from convnp.functional.geometry import normalize_padding
 from convnp.nn.activations import ReLU
 from convnp.nn.conv import Conv2D
 from convnp.nn.layer import Layer
@@ -205,11 +206,16 @@ def _poolable_conv(layer: Layer) -> bool:
 
 
 def _halving_pool(layer: Layer) -> bool:
-    """A built MaxPool2D with 2x2 windows, stride 2 and no padding."""
+    """A built MaxPool2D whose 2x2 windows at stride 2 tile the input from its top-left corner.
+
+    Padding after the input that no window reaches, or a ceil mode with
+    nothing to round, changes nothing; padding before it, or a dilation, does.
+    """
     if type(layer) is not MaxPool2D or not layer.built or layer.kernel_size != (2, 2) or layer.stride != (2, 2):
         return False
     height, width = layer.input_shape[1:]
-    return tuple(layer.output_shape[1:]) == (height // 2, width // 2)
+    top, _, left, _ = normalize_padding(layer.padding, (2, 2), (2, 2), (1, 1), (height, width))
+    return layer.dilation == (1, 1) and top == left == 0 and tuple(layer.output_shape[1:]) == (height // 2, width // 2)
 
 
 def build_plan(nodes: list[tuple[Layer, tuple[int, ...]]], output: int | None = None) -> Plan:

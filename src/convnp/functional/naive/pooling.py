@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnp.functional.geometry import IntPair, Padding, adaptive_output_hw, pad_spatial, pair, pool_geometry
+from convnp.functional.geometry import (
+    IntPair,
+    Padding,
+    adaptive_output_hw,
+    pad_spatial,
+    pair,
+    pool_geometry,
+    pool_window_pads,
+)
 
 __all__ = [
     "NaivePoolCache",
@@ -28,32 +36,52 @@ class NaivePoolCache:
     x_shape: tuple[int, int, int, int]
     kernel_size: tuple[int, int]
     stride: tuple[int, int]
-    pads: tuple[int, int, int, int]  # (top, bottom, left, right)
+    pads: tuple[int, int, int, int]  # (top, bottom, left, right) of x_padded (grown in ceil mode)
     out_hw: tuple[int, int]
     dtype: np.dtype
+    dilation: tuple[int, int] = (1, 1)
+    # Average pooling only: (H_out, W_out), how many positions each window's average divides by.
+    counts: np.ndarray | None = None
     # Max pooling only: (N, C, H_out, W_out, 2), the (row, col) in x_padded of
     # the input each window chose as its maximum.
     argmax: np.ndarray | None = None
 
 
 def _pool_geometry(
-    x: np.ndarray, kernel_size: IntPair, stride: IntPair | None, padding: Padding, op: str
-) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int, int], tuple[int, int]]:
-    """Kernel, stride (default: the kernel), pads and output size of a pooling op (see ``pool_geometry``)."""
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair | None,
+    padding: Padding,
+    op: str,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+):
+    """Kernel, stride (default: the kernel), dilation, padding, the padding of x_padded and the output size.
+
+    x_padded has the padding, plus, in ceil mode, the rows and columns that the
+    last windows reach past it (``pool_geometry``, ``pool_window_pads``).
+    """
     kernel = pair(kernel_size, "kernel_size", op)
     stride_hw = kernel if stride is None else pair(stride, "stride", op)
-    pads, out_hw = pool_geometry(x.shape[2:], kernel, stride_hw, padding, op, x.shape)
-    return kernel, stride_hw, pads, out_hw
+    dilation_hw = pair(dilation, "dilation", op)
+    pads, out_hw = pool_geometry(x.shape[2:], kernel, stride_hw, padding, op, x.shape, dilation_hw, bool(ceil_mode))
+    window_pads = pool_window_pads(x.shape[2:], kernel, stride_hw, dilation_hw, pads, out_hw)
+    return kernel, stride_hw, dilation_hw, pads, window_pads, out_hw
 
 
 def max_pool2d_forward(
-    x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
 ) -> tuple[np.ndarray, NaivePoolCache]:
     """Maximum of every window, remembering where it was.
 
     Formula (x_padded is padded with -inf, so padding is never the maximum):
 
-        out[n, c, i, j] = max over p < KH, q < KW of x_padded[n, c, i*SH + p, j*SW + q]
+        out[n, c, i, j] = max over p < KH, q < KW of x_padded[n, c, i*SH + p*DH, j*SW + q*DW]
 
     Tie rule: the window is scanned in row-major order (p, then q) and a value
     replaces the current best only when it is strictly greater, so the first
@@ -63,10 +91,11 @@ def max_pool2d_forward(
 
     Shape:
         x:   (N, C, H, W)
-        out: (N, C, H_out, W_out), H_out = floor((H + PT + PB - KH) / SH) + 1
+        out: (N, C, H_out, W_out), H_out = floor((H + PT + PB - DH*(KH-1) - 1) / SH) + 1
+             (rounded up in ceil mode, unless the last window would start in the bottom padding)
     """
-    kernel, (stride_h, stride_w), pads, (out_h, out_w) = _pool_geometry(
-        x, kernel_size, stride, padding, "naive max_pool2d"
+    kernel, (stride_h, stride_w), (dilation_h, dilation_w), _, pads, (out_h, out_w) = _pool_geometry(
+        x, kernel_size, stride, padding, "naive max_pool2d", dilation, ceil_mode
     )
     kernel_h, kernel_w = kernel
     batch, channels = x.shape[:2]
@@ -82,8 +111,8 @@ def max_pool2d_forward(
                     best_row, best_col = -1, -1
                     for p in range(kernel_h):
                         for q in range(kernel_w):
-                            row = i * stride_h + p
-                            col = j * stride_w + q
+                            row = i * stride_h + p * dilation_h
+                            col = j * stride_w + q * dilation_w
                             value = x_padded[n, c, row, col]
                             if best_value is None or _beats(value, best_value):
                                 best_value = value
@@ -91,7 +120,9 @@ def max_pool2d_forward(
                     out[n, c, i, j] = best_value
                     argmax[n, c, i, j] = (best_row, best_col)
 
-    cache = NaivePoolCache(x.shape, kernel, (stride_h, stride_w), pads, (out_h, out_w), x.dtype, argmax)
+    cache = NaivePoolCache(
+        x.shape, kernel, (stride_h, stride_w), pads, (out_h, out_w), x.dtype, (dilation_h, dilation_w), argmax=argmax
+    )
     return out, cache
 
 
@@ -129,26 +160,49 @@ def max_pool2d_backward(dout: np.ndarray, cache: NaivePoolCache) -> np.ndarray:
 
 
 def avg_pool2d_forward(
-    x: np.ndarray, kernel_size: IntPair, stride: IntPair | None = None, padding: Padding = 0
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: Padding = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
 ) -> tuple[np.ndarray, NaivePoolCache]:
-    """Mean of every window; zero padding counts in the average (PyTorch's default).
+    """Mean of every window.
 
     Formula (x_padded is padded with zeros):
 
-        out[n, c, i, j] = (1 / (KH*KW)) * sum over p < KH, q < KW of
+        out[n, c, i, j] = (1 / count[i, j]) * sum over p < KH, q < KW of
             x_padded[n, c, i*SH + p, j*SW + q]
+
+    count[i, j] is the number of the window's positions that lie inside the
+    padded input (PyTorch's default, ``count_include_pad=True``: KH*KW except
+    for a ceil-mode window that reaches past the padding), or inside the input
+    itself (``count_include_pad=False``).
 
     Shape:
         x:   (N, C, H, W)
-        out: (N, C, H_out, W_out), H_out = floor((H + PT + PB - KH) / SH) + 1
+        out: (N, C, H_out, W_out), H_out = floor((H + PT + PB - KH) / SH) + 1 (rounded up in ceil mode)
     """
-    kernel, (stride_h, stride_w), pads, (out_h, out_w) = _pool_geometry(
-        x, kernel_size, stride, padding, "naive avg_pool2d"
+    kernel, (stride_h, stride_w), _, given_pads, pads, (out_h, out_w) = _pool_geometry(
+        x, kernel_size, stride, padding, "naive avg_pool2d", 1, ceil_mode
     )
     kernel_h, kernel_w = kernel
-    batch, channels = x.shape[:2]
-    window_area = kernel_h * kernel_w
+    batch, channels, height, width = x.shape
+    top, bottom, left, right = given_pads
     x_padded = pad_spatial(x, pads)
+
+    # Where a window position lies, in x_padded's rows: [top, top + H) is the input,
+    # [0, top + H + bottom) the input and its padding.
+    counts = np.zeros((out_h, out_w), dtype=np.int64)
+    first_row, last_row = (0, top + height + bottom) if count_include_pad else (top, top + height)
+    first_col, last_col = (0, left + width + right) if count_include_pad else (left, left + width)
+    for i in range(out_h):
+        for j in range(out_w):
+            for p in range(kernel_h):
+                for q in range(kernel_w):
+                    row, col = i * stride_h + p, j * stride_w + q
+                    if first_row <= row < last_row and first_col <= col < last_col:
+                        counts[i, j] += 1
 
     out = np.zeros((batch, channels, out_h, out_w), dtype=x.dtype)
     for n in range(batch):
@@ -159,9 +213,9 @@ def avg_pool2d_forward(
                     for p in range(kernel_h):
                         for q in range(kernel_w):
                             total += x_padded[n, c, i * stride_h + p, j * stride_w + q]
-                    out[n, c, i, j] = total / window_area
+                    out[n, c, i, j] = total / int(counts[i, j])
 
-    cache = NaivePoolCache(x.shape, kernel, (stride_h, stride_w), pads, (out_h, out_w), x.dtype)
+    cache = NaivePoolCache(x.shape, kernel, (stride_h, stride_w), pads, (out_h, out_w), x.dtype, counts=counts)
     return out, cache
 
 
@@ -170,7 +224,7 @@ def avg_pool2d_backward(dout: np.ndarray, cache: NaivePoolCache) -> np.ndarray:
 
     Formula:
 
-        dx_padded[n, c, i*SH + p, j*SW + q] += dout[n, c, i, j] / (KH*KW)
+        dx_padded[n, c, i*SH + p, j*SW + q] += dout[n, c, i, j] / count[i, j]
             for every p < KH, q < KW
 
     The shares that land on padding are dropped when dx is cropped.
@@ -182,14 +236,13 @@ def avg_pool2d_backward(dout: np.ndarray, cache: NaivePoolCache) -> np.ndarray:
     _check_pool_dout(dout, cache, "naive avg_pool2d_backward")
     kernel_h, kernel_w = cache.kernel_size
     stride_h, stride_w = cache.stride
-    window_area = kernel_h * kernel_w
     dx_padded = _zeros_padded(cache)
     batch, channels, out_h, out_w = dout.shape
     for n in range(batch):
         for c in range(channels):
             for i in range(out_h):
                 for j in range(out_w):
-                    share = dout[n, c, i, j] / window_area
+                    share = dout[n, c, i, j] / int(cache.counts[i, j])
                     for p in range(kernel_h):
                         for q in range(kernel_w):
                             dx_padded[n, c, i * stride_h + p, j * stride_w + q] += share

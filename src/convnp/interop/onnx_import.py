@@ -1,0 +1,258 @@
+"""Read an ONNX graph into a trainable convnp ``Model``: ``from_onnx(path_or_model)``.
+
+The graph is read node by node, in its (topological) order. Each node becomes
+the convnp layer that computes the same thing (the converters in
+onnx_ops.py), called on the graph nodes of its inputs as in Keras's
+functional API; the result is ``Model(Input(shape), output)``, built on
+convnp's one engine, so it predicts, trains, saves and loads like any model.
+
+    initializers and Constant nodes   constants: a layer's weights, a Reshape's shape, ...
+    a node reading constants only     a constant, computed by ONNX's reference implementation
+    the one graph input               Input(per-sample shape); the batch axis may be symbolic
+    the one graph output              the model's output
+
+Initializers become parameters (and BatchNormalization's mean and variance
+its running statistics). A layer with weights is named after its weight: an
+initializer "conv1.weight" names the layer "conv1", so the model's state_dict
+keys are ONNX's names ("conv1.weight", "bn1.running_mean"); a weight named
+otherwise ("W", "onnx::Conv_12") names the layer as it is ("W.weight").
+Layers without weights are unnamed.
+
+Anything convnp cannot express raises ``OnnxImportError`` naming the node
+and its op: an op outside ``SUPPORTED_OPS``, an option the layer lacks (a 3-D
+convolution, a softmax over the flattened axes of opset < 13, ...), or a
+value computed from the batch size (``Shape``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from convnp._optional import require
+from convnp.interop.onnx_ops import CONVERTERS, SUPPORTED_OPS
+from convnp.nn import Input, Model, Node
+
+__all__ = ["from_onnx", "OnnxImportError", "MIN_IMPORT_OPSET", "MAX_IMPORT_OPSET", "SUPPORTED_OPS"]
+
+MIN_IMPORT_OPSET = 11
+MAX_IMPORT_OPSET = 21
+
+
+class OnnxImportError(ValueError):
+    """An ONNX graph that ``from_onnx`` cannot read into a convnp model; the message names the node and op."""
+
+
+def _attributes(onnx, node) -> dict:
+    """A node's attributes as Python values (strings decoded)."""
+    values = {}
+    for attribute in node.attribute:
+        value = onnx.helper.get_attribute_value(attribute)
+        values[attribute.name] = value.decode() if isinstance(value, bytes) else value
+    return values
+
+
+def _describe(node) -> str:
+    return f"node {node.name!r} ({node.op_type})" if node.name else f"a {node.op_type} node writing {node.output[0]!r}"
+
+
+class GraphReader:
+    """The converters' view of the graph: computed values, constants, shapes, weights, names.
+
+    ``values`` maps an ONNX tensor name to the graph node of the convnp layer
+    that computes it; ``constants`` maps it to an array. ``state`` collects
+    the weights as state_dict entries, loaded into the model once it is built.
+    """
+
+    def __init__(self, onnx, graph, opset: int, batch_size: int | None) -> None:
+        self.onnx = onnx
+        self.opset = opset
+        self.batch_size = batch_size
+        self.values: dict[str, Node] = {}
+        self.constants: dict[str, np.ndarray] = {
+            tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in graph.initializer
+        }
+        self.state: dict[str, np.ndarray] = {}
+        self.readers: dict[str, list] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.readers.setdefault(name, []).append(node)
+        self.outputs = {output.name for output in graph.output}
+        self.folded: dict[int, object] = {}  # id of a node folded into an earlier one -> that node
+        self._names: set[str] = set()
+
+    def is_constant(self, name: str) -> bool:
+        return name in self.constants
+
+    def constant(self, name: str, what: str) -> np.ndarray:
+        """The array behind ``name``: an initializer or a Constant node's value."""
+        if name not in self.constants:
+            raise ValueError(f"{what} ({name!r}) must be a constant (an initializer), not a computed value")
+        return self.constants[name]
+
+    def tensor(self, name: str) -> Node:
+        """The graph node computing ``name``."""
+        if name in self.constants:
+            raise ValueError(f"input {name!r} is a constant where a computed value is expected")
+        if name not in self.values:
+            raise ValueError(f"input {name!r} is not computed before it (the graph is not in topological order)")
+        return self.values[name]
+
+    def only_reader(self, name: str):
+        """The one node reading ``name``, when exactly one does and ``name`` is not a graph output."""
+        found = self.readers.get(name, [])
+        return found[0] if len(found) == 1 and name not in self.outputs else None
+
+    def fold_into(self, later, node) -> None:
+        """``later`` (reading ``node``'s output) is computed by ``node``'s layer too: its output is that layer's."""
+        self.folded[id(later)] = node
+
+    def layer_name(self, weight_name: str) -> str:
+        """A unique layer name from a weight's name: "conv1.weight" -> "conv1", "W" -> "W"."""
+        base = weight_name[: -len(".weight")] if weight_name.endswith(".weight") else weight_name
+        name, suffix = base, 1
+        while name in self._names:
+            suffix += 1
+            name = f"{base}_{suffix}"
+        self._names.add(name)
+        return name
+
+    def add_state(self, layer_name: str, key: str, array: np.ndarray) -> None:
+        self.state[f"{layer_name}.{key}"] = np.asarray(array)
+
+    def read(self, node) -> None:
+        """Turn one ONNX node into its convnp layer (or a constant), recording its output."""
+        onnx = self.onnx
+        if node.domain not in ("", "ai.onnx"):
+            raise ValueError(f"operators of domain {node.domain!r} are not supported")
+        if id(node) in self.folded:
+            self.values[node.output[0]] = self.values[self.folded[id(node)].output[0]]
+            return
+        inputs = [name for name in node.input if name]
+        if node.op_type == "Constant" or (inputs and all(name in self.constants for name in inputs)):
+            self._fold(node)
+            return
+        converter = CONVERTERS.get(node.op_type)
+        if converter is None:
+            raise ValueError(f"the op is not supported (supported: {', '.join(SUPPORTED_OPS)})")
+        self.values[node.output[0]] = converter(self, node, _attributes(onnx, node))
+
+    def _fold(self, node) -> None:
+        """A node of constants only (a Reshape's shape put together by Concat, an Identity of a weight):
+        its outputs are constants too, computed by ONNX's reference implementation."""
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {name: self.constants[name] for name in node.input if name}
+        try:
+            results = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
+        except Exception as error:  # whatever the reference implementation raises for a node it cannot run
+            raise ValueError(f"its constant inputs could not be evaluated ({error})") from error
+        for name, value in zip(node.output, results):
+            if name:
+                self.constants[name] = np.asarray(value)
+
+
+def _load(onnx, path_or_model):
+    if isinstance(path_or_model, onnx.ModelProto):
+        return path_or_model
+    if isinstance(path_or_model, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(path_or_model))
+    if isinstance(path_or_model, (str, os.PathLike)):
+        path = Path(path_or_model)
+        if not path.is_file():
+            raise FileNotFoundError(f"from_onnx: no such file: {path}")
+        try:
+            return onnx.load(str(path))
+        except Exception as error:  # protobuf's DecodeError and friends
+            raise OnnxImportError(f"from_onnx: {path} is not a readable ONNX model ({error})") from error
+    raise TypeError(f"from_onnx: expected a path, bytes or an onnx.ModelProto, got {type(path_or_model).__name__}")
+
+
+def _opset(model_proto) -> int:
+    versions = [entry.version for entry in model_proto.opset_import if entry.domain in ("", "ai.onnx")]
+    if not versions:
+        raise OnnxImportError("from_onnx: the model imports no version of the default ONNX domain")
+    opset = int(versions[0])
+    if not MIN_IMPORT_OPSET <= opset <= MAX_IMPORT_OPSET:
+        raise OnnxImportError(
+            f"from_onnx: the model uses opset {opset}; opsets {MIN_IMPORT_OPSET} to {MAX_IMPORT_OPSET} are supported "
+            "(onnx.version_converter.convert_version can move a model between opsets)"
+        )
+    return opset
+
+
+def _graph_input(graph, constants, input_shape):
+    """The one input that is not an initializer: its name, per-sample shape and fixed batch size (or None)."""
+    inputs = [value for value in graph.input if value.name not in constants]
+    if len(inputs) != 1:
+        raise OnnxImportError(f"from_onnx: expected one graph input, got {[value.name for value in inputs]}")
+    value = inputs[0]
+    dims = [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
+    if input_shape is not None:
+        shape = tuple(int(d) for d in input_shape)
+        if dims and (len(dims) != len(shape) + 1 or any(d not in (None, s) for d, s in zip(dims[1:], shape))):
+            raise OnnxImportError(f"from_onnx: input_shape {shape} does not fit the graph input's shape {dims}")
+    elif len(dims) < 2 or any(d is None for d in dims[1:]):
+        raise OnnxImportError(
+            f"from_onnx: the graph input {value.name!r} has shape {dims} with unknown per-sample sizes; "
+            "pass input_shape=(C, H, W)"
+        )
+    else:
+        shape = tuple(dims[1:])
+    return value.name, shape, (dims[0] if dims else None)
+
+
+def from_onnx(path_or_model, input_shape: tuple[int, ...] | None = None) -> Model:
+    """Read an ONNX graph of 2-D CNN ops into a trainable convnp ``Model``.
+
+    Parameters
+    ----------
+    path_or_model : str, os.PathLike, bytes or onnx.ModelProto
+        The ``.onnx`` file, its bytes, or a loaded model (opsets 11 to 21).
+    input_shape : tuple of int, optional
+        The per-sample input shape, e.g. (3, 32, 32); needed only when the
+        graph's input leaves those sizes symbolic (its batch size may be).
+
+    Returns
+    -------
+    convnp.nn.Model
+        float32, in inference mode until trained: ``predict`` equals what ONNX
+        Runtime computes (up to float32 rounding; a graph ending in Softmax
+        gives the probabilities, any other the softmax of its output, as
+        ``predict`` always does), ``fit`` trains every weight, ``save`` writes a
+        convnp model file. state_dict keys keep ONNX's initializer names.
+
+    Raises
+    ------
+    OnnxImportError
+        (a ``ValueError``) for a node convnp cannot express, naming the node and
+        its op, or a file that is not an ONNX model.
+    ImportError
+        When ``onnx`` is not installed (``pip install convnp[onnx]``).
+    """
+    onnx = require("onnx", "convnp.interop.from_onnx", "onnx")
+    model_proto = _load(onnx, path_or_model)
+    opset = _opset(model_proto)
+    graph = model_proto.graph
+    reader = GraphReader(onnx, graph, opset, None)
+    input_name, shape, reader.batch_size = _graph_input(graph, reader.constants, input_shape)
+    inputs = Input(shape, name=input_name)
+    reader.values[input_name] = inputs
+    for node in graph.node:
+        try:
+            reader.read(node)
+        except (ValueError, TypeError, KeyError) as error:
+            raise OnnxImportError(f"from_onnx: {_describe(node)}: {error}") from error
+    if len(graph.output) != 1:
+        raise OnnxImportError(f"from_onnx: expected one graph output, got {[value.name for value in graph.output]}")
+    output = reader.values.get(graph.output[0].name)
+    if output is None or output is inputs:
+        raise OnnxImportError(f"from_onnx: the graph output {graph.output[0].name!r} is not computed by any layer")
+    model = Model(inputs, output)
+    try:
+        model.load_state_dict(reader.state)
+    except (KeyError, ValueError) as error:
+        raise OnnxImportError(f"from_onnx: the weights do not fit the layers ({error})") from error
+    return model
