@@ -3,7 +3,8 @@
 
     python3 dev.py demo    # create .venv, install convnp, train a CNN on the embedded digits data
     python3 dev.py test    # create .venv, install convnp with its test tools and PyTorch (CPU),
-                           # check style (ruff check, ruff format --check), run the tests
+                           # check style (ruff check, ruff format --check), run the tests and
+                           # execute the tutorial notebooks (nbmake)
 
 The virtual environment lives in ./.venv (override with CONVNP_VENV). PyTorch
 is only a test oracle: the CPU build ``torch==2.13.0+cpu`` is installed when a
@@ -54,12 +55,20 @@ def main(argv: list[str]) -> int:
         return run(BIN / "convnp", "train", *argv[1:], check=False)
     if task == "test":
         ensure_venv("dev", with_torch=True)
-        lint = run(BIN / "ruff", "check", "src", "tests", "benchmarks", "dev.py", check=False)
-        lint |= run(BIN / "ruff", "format", "--check", "src", "tests", "benchmarks", "dev.py", check=False)
-        tests = run(PYTHON, "-m", "pytest", *argv[1:], check=False)
-        return tests or lint
+        checked = ("src", "tests", "benchmarks", "docs/tutorials", "dev.py")
+        lint = run(BIN / "ruff", "check", *checked, check=False)
+        lint |= run(BIN / "ruff", "format", "--check", *checked, check=False)
+        return run(PYTHON, "-m", "pytest", *(argv[1:] or default_test_paths()), check=False) or lint
     print(__doc__)
     return 0 if task in ("help", "-h", "--help") else 2
+
+
+def default_test_paths() -> list[str]:
+    """Every test, and the tutorial notebooks executed by nbmake (one of them needs PyTorch)."""
+    if run(PYTHON, "-c", "import torch", check=False) != 0:
+        print("PyTorch is missing: the tutorial notebooks are not executed.", flush=True)
+        return ["tests"]
+    return ["--nbmake", "tests", "docs/tutorials"]
 
 
 if __name__ == "__main__":
