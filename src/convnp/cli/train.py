@@ -30,6 +30,8 @@ __all__ = ["register", "resolve_config", "cmd_train"]
 
 # Settings that --resume takes from the run's config.json; changing them would not continue the run.
 _FIXED_ON_RESUME = ("dataset", "model", "batch_size", "optimizer", "lr", "seed", "schedule", "augment", "out")
+# The options --resume accepts: a new total of epochs, a dataset that moved, how much to print.
+_ALLOWED_ON_RESUME = "--epochs, --data-dir and --verbose"
 
 
 def _log(message: str, verbose: int = 1) -> None:
@@ -103,7 +105,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--resume",
         metavar="RUN_DIR",
         default=None,
-        help="continue the run in RUN_DIR from its checkpoint, with its config.json (only --epochs may change)",
+        help=f"continue the run in RUN_DIR from its checkpoint, with its config.json "
+        f"(only {_ALLOWED_ON_RESUME} may be given with it)",
     )
     parser.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
     parser.add_argument(
@@ -192,7 +195,7 @@ def _resume_config(args: argparse.Namespace) -> tuple[dict, Path]:
         options = ", ".join("--" + name.replace("_", "-") for name in given)
         raise UsageError(
             f"--resume continues the run with its own settings; {options} cannot be given with it "
-            "(only --epochs, --data-dir, --verbose)"
+            f"(only {_ALLOWED_ON_RESUME})"
         )
     config = _read_config(run_dir)
     if args.epochs is not None:
