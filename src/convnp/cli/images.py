@@ -1,4 +1,9 @@
-"""Image files as model inputs for ``convnp predict``: PNG/JPEG through Pillow, and .npy arrays."""
+"""Image files and .npy arrays as model inputs for ``convnp predict`` and ``convnp explain``.
+
+PNG/JPEG/BMP files are read by ``convnp.data.read_image``, the reader
+``image_folder`` trains from, so a picture reaches the model the same way in
+training and in prediction.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +12,30 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from convnp._optional import optional
 from convnp.cli.errors import CLIError
+from convnp.data.image_files import ImageFileError, read_image
 
 __all__ = ["load_image", "load_array"]
 
 
 def load_image(path: str | os.PathLike, input_shape: Sequence[int], invert: bool = False) -> np.ndarray:
-    """Read a PNG/JPEG as a float32 (C, H, W) array in [0, 1] fitting ``input_shape``.
+    """Read a PNG/JPEG/BMP as a float32 (C, H, W) array in [0, 1] fitting ``input_shape``.
 
     Converted to grayscale (C=1) or RGB (C=3), resized to (H, W) with Pillow's
-    antialiased bilinear filter, divided by 255; ``invert`` gives 1 - x.
+    antialiased bilinear filter, divided by 255 (``convnp.data.read_image``);
+    ``invert`` gives 1 - x.
     """
-    pil_image = optional("PIL.Image")
-    if pil_image is None:
-        raise CLIError(
-            "reading PNG/JPEG files needs Pillow: pip install convnp[images] (or pass the image as a .npy array)"
-        )
     channels, height, width = (int(d) for d in input_shape)
     if channels not in (1, 3):
         raise CLIError(f"the model takes {channels}-channel inputs; pass the images as .npy arrays")
     try:
-        with pil_image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            if image.size != (width, height):
-                resampling = getattr(pil_image, "Resampling", pil_image).BILINEAR  # Pillow < 9.1: Image.BILINEAR
-                image = image.resize((width, height), resampling)
-            pixels = np.asarray(image, dtype=np.float32) / np.float32(255)  # (H, W) or (H, W, 3)
-    except pil_image.UnidentifiedImageError:
-        raise CLIError(f"{path} is not an image file Pillow can read") from None
-    pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)  # (C, H, W)
+        pixels = read_image(path, (height, width), channels)
+    except ImageFileError as error:
+        raise CLIError(str(error)) from None
+    except ImportError:
+        raise CLIError(
+            "reading PNG/JPEG/BMP files needs Pillow: pip install convnp[images] (or pass the image as a .npy array)"
+        ) from None
     return 1.0 - pixels if invert else pixels
 
 
