@@ -82,8 +82,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``convnp predict MODEL FILE...``: predicted class and probability per image."""
-    model, extra = load_model(args.model)
-    names = extra.get("class_names")
+    model, _ = load_model(args.model)
+    names = model.class_names
     top = min(args.top, int(np.prod(model.output_shape)))
 
     def label(index: int) -> str:

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convnp.cli.errors import CLIError
 from convnp.serialization import load, load_file
 
@@ -31,10 +33,16 @@ def load_model(path: str | os.PathLike) -> tuple[Any, dict]:
     """``convnp.load(path)`` and the JSON ``extra`` stored by ``convnp train`` (or {}).
 
     ``path`` may be a run folder of ``convnp train`` (its ``model.npz`` is read).
-    ``extra`` holds the ``dataset`` the model was trained on and its ``class_names``.
+    ``extra`` holds the ``dataset`` the model was trained on. The class names
+    are ``model.class_names``; for a file that ``convnp train`` wrote before
+    models kept them, they come from ``extra["class_names"]``.
     """
     path = model_file_path(path)
     model = load(path)
     meta, _ = load_file(path)
     extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    names = extra.get("class_names")
+    if model.class_names is None and isinstance(names, list) and all(isinstance(name, str) for name in names):
+        if len(names) == int(np.prod(model.output_shape)):
+            model.class_names = names
     return model, extra

@@ -285,7 +285,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\n{message}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
-    save(model, run_dir / "model.npz", extra={"dataset": config["dataset"], "class_names": list(info.class_names)})
+    model.class_names = list(info.class_names)
+    save(model, run_dir / "model.npz", extra={"dataset": config["dataset"]})
     atomic_write_json(run_dir / "history.json", history.to_dict())
     result = model.evaluate(x_test, y_test)
     if not args.no_plots:
