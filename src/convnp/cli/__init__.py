@@ -28,9 +28,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from convnp._version import __version__
+from convnp.checks import InputWarning
 from convnp.cli import inference, tools, train
 from convnp.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, UsageError
 from convnp.cli.gradcheck_suite import gradcheck_cases
@@ -60,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(command: str, show_otherwise):
+    """A ``warnings.showwarning`` that prints an ``InputWarning`` as one line: ``convnp COMMAND: warning: ...``."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, InputWarning):
+            print(f"convnp {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show_otherwise(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``convnp`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
@@ -74,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            return args.handler(args)
     except KeyboardInterrupt:
         print("\nconvnp: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

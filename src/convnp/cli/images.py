@@ -8,10 +8,12 @@ training and in prediction.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
+from convnp.checks import InputWarning
 from convnp.cli.errors import CLIError
 from convnp.data.image_files import ImageFileError, read_image
 
@@ -40,7 +42,13 @@ def load_image(path: str | os.PathLike, input_shape: Sequence[int], invert: bool
 
 
 def load_array(path: str | os.PathLike, input_shape: Sequence[int]) -> np.ndarray:
-    """Read a .npy file as a batch (N, C, H, W) for a model with per-sample ``input_shape``."""
+    """Read a .npy file as a batch (N, C, H, W) for a model with per-sample ``input_shape``.
+
+    A (K, H, W) array for a one-channel model could be K images or one
+    K-channel image; it is read as K images, and an ``InputWarning`` says so.
+    An array in channels-last order (H, W, C) is refused with the transpose
+    that fixes it.
+    """
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as error:
@@ -48,8 +56,24 @@ def load_array(path: str | os.PathLike, input_shape: Sequence[int]) -> np.ndarra
     shape = tuple(int(d) for d in input_shape)
     if array.shape == shape or (shape[0] == 1 and array.shape == shape[1:]):
         return array.reshape((1, *shape))  # one image
+    if shape[0] == 1 and array.ndim == len(shape) and array.shape[1:] == shape[1:]:
+        warnings.warn(
+            InputWarning(
+                f"{path} holds an array of shape {array.shape}: read as {len(array)} one-channel images of "
+                f"{shape[1]}x{shape[2]} for this one-channel model (not one {len(array)}-channel image)"
+            ),
+            stacklevel=2,
+        )
+        return array
     if array.ndim == len(shape) + 1 or (shape[0] == 1 and array.ndim == len(shape)):
         return array  # a batch; the model checks the rest
+    channels_last = (*shape[1:], shape[0])
+    if len(shape) == 3 and array.shape[-3:] == channels_last and array.ndim in (3, 4):
+        axes = "(2, 0, 1)" if array.ndim == 3 else "(0, 3, 1, 2)"
+        raise CLIError(
+            f"{path} holds an array of shape {array.shape}, channels last; the model takes channels first "
+            f"{shape}: save numpy.transpose(array, {axes})"
+        )
     raise CLIError(
         f"{path} holds an array of shape {array.shape}; the model takes images of shape {shape} (or a batch of them)"
     )

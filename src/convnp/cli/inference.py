@@ -10,10 +10,11 @@ import numpy as np
 from convnp.cli.args import add_model_file, dataset_name, positive_int
 from convnp.cli.errors import EXIT_OK, CLIError, UsageError
 from convnp.cli.images import load_array, load_image
+from convnp.cli.input_warnings import quiet_python_warnings, warn_flat_images, warn_unfamiliar
 from convnp.cli.model_file import load_model
 from convnp.data import load as load_dataset
 
-__all__ = ["register", "cmd_evaluate", "cmd_predict"]
+__all__ = ["register", "cmd_evaluate", "cmd_predict", "read_inputs", "class_label"]
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -71,7 +72,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(
             f"the model expects inputs {tuple(model.input_shape)} but {dataset} images are {tuple(x_test.shape[1:])}"
         )
-    result = model.evaluate(x_test, y_test, batch_size=args.batch_size)
+    warn_unfamiliar(model, [(f"the {dataset} test split", x_test)])
+    with quiet_python_warnings():
+        result = model.evaluate(x_test, y_test, batch_size=args.batch_size)
     correct = round(result["accuracy"] * len(y_test))
     print(
         f"{dataset} test split ({len(y_test)} images): loss {result['loss']:.4f}  "
@@ -80,33 +83,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    """``convnp predict MODEL FILE...``: predicted class and probability per image."""
-    model, _ = load_model(args.model)
-    names = model.class_names
-    top = min(args.top, int(np.prod(model.output_shape)))
+def read_inputs(files: list[str], model, invert: bool) -> list[tuple[str, np.ndarray]]:
+    """Each file with its images (N, C, H, W) in [0, 1], checked and warned about once for all files.
 
-    def label(index: int) -> str:
-        if names and index < len(names) and names[index] != str(index):
-            return f"{index} ({names[index]})"
-        return str(index)
-
-    for file in args.files:
+    PNG/JPEG/BMP files give one image each, .npy files one or a batch (uint8
+    pixels divided by 255); ``invert`` gives 1 - x.
+    """
+    inputs = []
+    for file in files:
         if not Path(file).is_file():
             raise FileNotFoundError(f"no such file: {file}")
         if file.lower().endswith(".npy"):
-            batch = load_array(file, model.input_shape)
-            if args.invert:
-                batch = 1.0 - model.prepare_input(batch)  # uint8 pixels become [0, 1] first
-            labels = [file] if len(batch) == 1 else [f"{file}[{i}]" for i in range(len(batch))]
+            batch = model.prepare_input(load_array(file, model.input_shape))  # uint8 pixels become [0, 1]
+            batch = 1.0 - batch if invert else batch
         else:
-            batch = load_image(file, model.input_shape, invert=args.invert)[None]  # (1, C, H, W)
-            labels = [file]
-        probabilities = model.predict(batch)
+            batch = load_image(file, model.input_shape, invert=invert)[None]  # (1, C, H, W)
+        inputs.append((file, batch))
+    warn_flat_images(inputs)
+    warn_unfamiliar(model, inputs, inverted=invert)
+    return inputs
+
+
+def class_label(names: list[str] | None, index: int) -> str:
+    """``index``, followed by its class name when the model keeps names other than the indices."""
+    if names and index < len(names) and names[index] != str(index):
+        return f"{index} ({names[index]})"
+    return str(index)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``convnp predict MODEL FILE...``: predicted class and probability per image."""
+    model, _ = load_model(args.model)
+    top = min(args.top, int(np.prod(model.output_shape)))
+    for file, batch in read_inputs(args.files, model, args.invert):
+        labels = [file] if len(batch) == 1 else [f"{file}[{i}]" for i in range(len(batch))]
+        with quiet_python_warnings():
+            probabilities = model.predict(batch)
         for name, probs in zip(labels, probabilities):
             order = np.argsort(-probs, kind="stable")[:top]
-            line = f"{name}: {label(int(order[0]))} (p={probs[order[0]]:.3f})"
+            line = f"{name}: {class_label(model.class_names, int(order[0]))} (p={probs[order[0]]:.3f})"
             if top > 1:
-                line += f"  top-{top}: " + ", ".join(f"{label(int(k))} {probs[k]:.3f}" for k in order)
+                line += f"  top-{top}: " + ", ".join(
+                    f"{class_label(model.class_names, int(k))} {probs[k]:.3f}" for k in order
+                )
             print(line)
     return EXIT_OK
