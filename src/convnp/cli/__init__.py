@@ -3,6 +3,7 @@
     convnp train                      # a CNN on the embedded 8x8 digits, in seconds
     convnp train --dataset fashion-mnist --out runs/fashion
     convnp train --resume runs/fashion --epochs 30
+    convnp train --images photos/ --out runs/pets   # your own images, one sub-folder per class
     convnp evaluate runs/fashion/model.npz --dataset fashion-mnist
     convnp predict runs/fashion/model.npz shoe.png --top 3
     convnp summary --model convnet_bn --dataset cifar10
@@ -19,8 +20,10 @@ One module per command group, each adding its subcommands with ``register``:
 ``train`` (train), ``inference`` (evaluate, predict; image files in ``images``),
 ``tools`` (summary, gradcheck with its cases in ``gradcheck_suite``, export,
 bench). ``args`` holds the argparse value types, ``recipes`` the training
-recipes and learning-rate schedules, ``model_file`` the reading of a saved
-model, ``errors`` the exit statuses.
+recipes and learning-rate schedules, ``data_sources`` what train and evaluate
+read (a dataset or an image folder), ``input_warnings`` the warnings on inputs
+unlike the training data, ``model_file`` the reading of a saved model,
+``errors`` the exit statuses.
 """
 
 from __future__ import annotations

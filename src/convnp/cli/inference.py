@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from convnp.cli.args import add_model_file, dataset_name, positive_int
+from convnp.cli.data_sources import load_labelled_images
 from convnp.cli.errors import EXIT_OK, CLIError, UsageError
 from convnp.cli.images import load_array, load_image
 from convnp.cli.input_warnings import quiet_python_warnings, warn_flat_images, warn_unfamiliar
@@ -26,15 +27,25 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "evaluate",
-        help="loss and accuracy of a saved model on a test split",
-        description="Print the loss and accuracy of a saved model on the test split of a dataset.",
+        help="loss and accuracy of a saved model on a test split or a folder of labelled images",
+        description=(
+            "Print the loss and accuracy of a saved model on the test split of a dataset, or on every "
+            "image of a folder with one sub-folder per class (--images)."
+        ),
     )
     add_model_file(parser)
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
         "--dataset",
         type=dataset_name,
         default=None,
         help="dataset whose test split is used (default: the one the model was trained on by 'convnp train')",
+    )
+    source.add_argument(
+        "--images",
+        metavar="DIR",
+        default=None,
+        help="evaluate on every image in DIR, one sub-folder per class named as the model's classes",
     )
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset files")
     parser.add_argument("--no-download", action="store_true", help="never download")
@@ -64,20 +75,30 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``convnp evaluate MODEL --dataset NAME``: loss and accuracy on the test split."""
     model, extra = load_model(args.model)
-    dataset = args.dataset or extra.get("dataset")
-    if dataset is None:
-        raise UsageError(f"{args.model} does not record its dataset; pass --dataset")
-    _, (x_test, y_test) = load_dataset(dataset, data_dir=args.data_dir, download=not args.no_download)
+    dataset = args.dataset or (None if args.images else extra.get("dataset"))
+    if args.images is not None:
+        x_test, y_test = load_labelled_images(args.images, model)
+        described = f"the images in {args.images}"
+    elif dataset is not None:
+        _, (x_test, y_test) = load_dataset(dataset, data_dir=args.data_dir, download=not args.no_download)
+        described = f"{dataset} test split"
+    elif "images" in extra:
+        raise UsageError(
+            f"{args.model} was trained on the images in {extra['images']}; pass --images DIR with labelled "
+            "images it has not seen (one sub-folder per class)"
+        )
+    else:
+        raise UsageError(f"{args.model} does not record its dataset; pass --dataset or --images")
     if tuple(x_test.shape[1:]) != tuple(model.input_shape):
         raise CLIError(
             f"the model expects inputs {tuple(model.input_shape)} but {dataset} images are {tuple(x_test.shape[1:])}"
         )
-    warn_unfamiliar(model, [(f"the {dataset} test split", x_test)])
+    warn_unfamiliar(model, [(described if args.images else f"the {described}", x_test)])
     with quiet_python_warnings():
         result = model.evaluate(x_test, y_test, batch_size=args.batch_size)
     correct = round(result["accuracy"] * len(y_test))
     print(
-        f"{dataset} test split ({len(y_test)} images): loss {result['loss']:.4f}  "
+        f"{described} ({len(y_test)} images): loss {result['loss']:.4f}  "
         f"accuracy {result['accuracy']:.4f} ({correct}/{len(y_test)})"
     )
     return EXIT_OK
