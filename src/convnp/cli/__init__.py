@@ -1,4 +1,4 @@
-"""The ``convnp`` command: train, evaluate, predict, summary, gradcheck, export, bench.
+"""The ``convnp`` command: train, evaluate, predict, explain, summary, gradcheck, export, bench.
 
     convnp train                      # a CNN on the embedded 8x8 digits, in seconds
     convnp train --dataset fashion-mnist --out runs/fashion
@@ -6,6 +6,7 @@
     convnp train --images photos/ --out runs/pets   # your own images, one sub-folder per class
     convnp evaluate runs/fashion/model.npz --dataset fashion-mnist
     convnp predict runs/fashion/model.npz shoe.png --top 3
+    convnp explain runs/fashion shoe.png --out shoe-explained.png   # Grad-CAM and feature maps
     convnp summary --model convnet_bn --dataset cifar10
     convnp gradcheck
     convnp export runs/fashion/model.npz --onnx fashion.onnx
@@ -18,7 +19,7 @@ bad arguments, 130 after Ctrl-C. ``RECIPES`` holds the per-dataset defaults of
 
 One module per command group, each adding its subcommands with ``register``:
 ``train`` (train), ``inference`` (evaluate, predict; image files in ``images``),
-``tools`` (summary, gradcheck with its cases in ``gradcheck_suite``, export,
+``explain`` (explain), ``tools`` (summary, gradcheck with its cases in ``gradcheck_suite``, export,
 bench). ``args`` holds the argparse value types, ``recipes`` the training
 recipes and learning-rate schedules, ``data_sources`` what train and evaluate
 read (a dataset or an image folder), ``input_warnings`` the warnings on inputs
@@ -36,7 +37,7 @@ from collections.abc import Sequence
 
 from convnp._version import __version__
 from convnp.checks import InputWarning
-from convnp.cli import inference, tools, train
+from convnp.cli import explain, inference, tools, train
 from convnp.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, UsageError
 from convnp.cli.gradcheck_suite import gradcheck_cases
 from convnp.cli.recipes import OPTIMIZER_DEFAULTS, RECIPES, SCHEDULES
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train.register(commands)
     inference.register(commands)
+    explain.register(commands)
     tools.register(commands)
     return parser
 

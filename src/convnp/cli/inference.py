@@ -14,8 +14,9 @@ from convnp.cli.images import load_array, load_image
 from convnp.cli.input_warnings import quiet_python_warnings, warn_flat_images, warn_unfamiliar
 from convnp.cli.model_file import load_model
 from convnp.data import load as load_dataset
+from convnp.plots.explain import class_label
 
-__all__ = ["register", "cmd_evaluate", "cmd_predict", "read_inputs", "class_label"]
+__all__ = ["register", "cmd_evaluate", "cmd_predict", "read_inputs", "prediction_line"]
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -125,11 +126,15 @@ def read_inputs(files: list[str], model, invert: bool) -> list[tuple[str, np.nda
     return inputs
 
 
-def class_label(names: list[str] | None, index: int) -> str:
-    """``index``, followed by its class name when the model keeps names other than the indices."""
-    if names and index < len(names) and names[index] != str(index):
-        return f"{index} ({names[index]})"
-    return str(index)
+def prediction_line(name: str, probabilities: np.ndarray, class_names: list[str] | None, top: int) -> str:
+    """``name: class (p=...)``, and with ``top`` > 1 the ``top`` most probable classes with their probabilities."""
+    order = np.argsort(-probabilities, kind="stable")[:top]
+    line = f"{name}: {class_label(class_names, int(order[0]))} (p={probabilities[order[0]]:.3f})"
+    if top > 1:
+        line += f"  top-{top}: " + ", ".join(
+            f"{class_label(class_names, int(k))} {probabilities[k]:.3f}" for k in order
+        )
+    return line
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -141,11 +146,5 @@ def cmd_predict(args: argparse.Namespace) -> int:
         with quiet_python_warnings():
             probabilities = model.predict(batch)
         for name, probs in zip(labels, probabilities):
-            order = np.argsort(-probs, kind="stable")[:top]
-            line = f"{name}: {class_label(model.class_names, int(order[0]))} (p={probs[order[0]]:.3f})"
-            if top > 1:
-                line += f"  top-{top}: " + ", ".join(
-                    f"{class_label(model.class_names, int(k))} {probs[k]:.3f}" for k in order
-                )
-            print(line)
+            print(prediction_line(name, probs, model.class_names, top))
     return EXIT_OK
