@@ -53,6 +53,13 @@ def test_mismatch_rules(seen, expected):
     assert mismatch(UNIT, seen) == expected
 
 
+def test_photos_with_a_mean_near_the_middle_are_never_called_inverted():
+    cifar_like = {"min": 0.0, "max": 1.0, "mean": 0.47}
+    assert mismatch(cifar_like, {"min": 0.0, "max": 1.0, "mean": 0.9}) is None  # a bright photo
+    assert mismatch(cifar_like, {"min": 0.0, "max": 1.0, "mean": 0.05}) is None  # a dark one
+    assert mismatch({"min": 0.0, "max": 1.0, "mean": 0.31}, {"min": 0.0, "max": 1.0, "mean": 0.69}) == INVERTED
+
+
 def test_standardised_training_data_warns_only_far_outside_its_range():
     standardised = {"min": -0.42, "max": 2.82, "mean": 0.0}  # (x - 0.13) / 0.31
     assert mismatch(standardised, {"min": -0.42, "max": 2.5, "mean": 0.05}) is None

@@ -57,9 +57,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "predict",
-        help="classify image files (PNG/JPEG) or .npy arrays",
+        help="classify image files (PNG/JPEG/BMP) or .npy arrays",
         description=(
-            "Classify images with a saved model. PNG/JPEG files (needs Pillow) are converted to "
+            "Classify images with a saved model. PNG/JPEG/BMP files (needs Pillow) are converted to "
             "grayscale or RGB to match the model, resized to its input size and scaled to [0, 1]. "
             "MNIST-like models expect white digits on a black background (use --invert for dark "
             "ink on white paper). A .npy file holds one image (C, H, W) or (H, W), or a batch "
@@ -67,7 +67,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         ),
     )
     add_model_file(parser)
-    parser.add_argument("files", metavar="FILE", nargs="+", help="PNG/JPEG images or .npy arrays")
+    parser.add_argument("files", metavar="FILE", nargs="+", help="PNG/JPEG/BMP images or .npy arrays")
     parser.add_argument("--top", type=positive_int, default=1, help="show the K most probable classes")
     parser.add_argument("--invert", action="store_true", help="use 1 - pixel (dark drawing on a light background)")
     parser.set_defaults(handler=cmd_predict)

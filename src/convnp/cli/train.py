@@ -50,7 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     recipes = "; ".join(
         f"{name}: {r['model']}, {r['epochs']} epochs, {r['optimizer']} lr {r['lr']:g}, {r['schedule']}"
         + (", augmented" if r["augment"] else "")
-        for name, r in RECIPES.items()
+        for name, r in {**RECIPES, "--images": IMAGES_RECIPE}.items()
     )
     parser = commands.add_parser(
         "train",

@@ -12,7 +12,10 @@
 - look inverted: within the range, but with a mean closer to the mirror image
   of the training mean (min + max - mean) than to the mean itself, and at
   least ``INVERTED_GAP`` of the range away from it (an MNIST model, mean 0.13,
-  given dark ink on white paper, mean 0.85): use 1 - x (``--invert``).
+  given dark ink on white paper, mean 0.85): use 1 - x (``--invert``). Only
+  where the training mean lies off the middle of the range by at least half
+  that gap: for photos (CIFAR-10's mean is 0.47) inverted and plain images
+  have the same mean, and a bright photo is no sign of inversion.
 
 ``fit`` itself warns when float images lie far outside [0, 1] (beyond
 +-``UNSCALED_LIMIT``): 0-255 values train with a huge loss or not at all.
@@ -88,7 +91,8 @@ def mismatch(trained: Mapping[str, float], seen: Mapping[str, float]) -> str | N
         return OUT_OF_RANGE
     mirrored = trained["min"] + trained["max"] - trained["mean"]
     distance = abs(seen["mean"] - trained["mean"])
-    if distance >= INVERTED_GAP * span and abs(seen["mean"] - mirrored) < distance:
+    off_middle = abs(trained["mean"] - mirrored) / 2 >= INVERTED_GAP / 2 * span
+    if off_middle and distance >= INVERTED_GAP * span and abs(seen["mean"] - mirrored) < distance:
         return INVERTED
     return None
 
