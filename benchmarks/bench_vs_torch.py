@@ -1,6 +1,6 @@
 """convnp vs PyTorch throughput; the code lives in ``convnp.bench`` so ``convnp bench`` runs the same thing.
 
-python benchmarks/bench_vs_torch.py [--quick] [--networks mnist_cnn,lenet5,cifar_bn]
+python benchmarks/bench_vs_torch.py [--quick] [--networks mnist_cnn,lenet5,convnet_bn]
 """
 
 import sys

@@ -38,3 +38,26 @@ def test_paired_ratio_rejects_unpaired_lists(mine, theirs):
 
 def test_paired_ratio_is_finite_for_positive_speeds():
     assert math.isfinite(bench.paired_ratio([1e-3], [1e3])[0])
+
+
+def test_networks_are_named_after_their_builders():
+    assert all(network == builder for network, (builder, _, _) in bench.NETWORKS.items())
+
+
+def test_quick_runs_short_repeats_and_skips_the_slow_extras(monkeypatch, capsys):
+    timed = []
+
+    def fake_interleaved(fns, batch_size, repeats, min_seconds):
+        timed.append((sorted(fns), repeats, min_seconds))
+        return {name: [100.0] * repeats for name in fns}
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("--quick ran a slow extra")
+
+    monkeypatch.setattr(bench, "interleaved", fake_interleaved)
+    monkeypatch.setattr(bench, "gemm_peak_gflops", lambda: 100.0)
+    for slow in ("peak_rss_mb", "layer_breakdown", "conv_gflops"):
+        monkeypatch.setattr(bench, slow, must_not_run)
+    assert bench.main(["--quick", "--no-torch", "--networks", "mnist_cnn"]) == 0
+    assert timed == [(["convnp"], bench.QUICK_REPEATS, bench.QUICK_SECONDS)] * 3  # train 64, train 256, infer 256
+    assert "peak RSS" not in capsys.readouterr().out

@@ -32,6 +32,7 @@ _LAZY = {
     "files": ("convnp.files", None),
     "Sequential": ("convnp.nn", "Sequential"),
     "History": ("convnp.training", "History"),
+    "InputWarning": ("convnp.checks", "InputWarning"),
     "load": ("convnp.serialization", "load"),
     "save": ("convnp.serialization", "save"),
     "gradcheck": ("convnp.gradcheck", "gradcheck"),
@@ -42,7 +43,8 @@ _LAZY = {
 
 __all__ = [
     "F", "functional", "nn", "optim", "callbacks", "Sequential", "History",
-    "load", "save", "gradcheck", "numerical_gradient", "get_num_threads", "set_num_threads", "__version__",
+    "load", "save", "gradcheck", "numerical_gradient", "get_num_threads", "set_num_threads", "InputWarning",
+    "__version__",
 ]  # fmt: skip
 
 
@@ -65,6 +67,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the names resolved lazily ab
     from convnp import callbacks, functional, nn, optim
     from convnp import functional as F  # noqa: N812
     from convnp.backend.threads import get_num_threads, set_num_threads
+    from convnp.checks import InputWarning
     from convnp.gradcheck import gradcheck, numerical_gradient
     from convnp.nn import Sequential
     from convnp.serialization import load, save

@@ -1,7 +1,7 @@
 """Throughput of convnp against PyTorch on the same networks, in one process.
 
     python benchmarks/bench_vs_torch.py            (or: convnp bench)
-    python benchmarks/bench_vs_torch.py --quick    (fewer, shorter repeats)
+    python benchmarks/bench_vs_torch.py --quick    (a rough look in about 20 s)
 
 For each network (``mnist_cnn`` 1x28x28, ``lenet5`` 1x28x28, ``convnet_bn``
 3x32x32, ``resnet20`` at 3x32x32 and 1x28x28) both libraries get the same
@@ -42,10 +42,13 @@ from convnp.nn import Conv2D
 from convnp.optim import SGD
 from convnp.training import train_step
 
+# --quick: 3 networks x 3 measurements x 2 libraries x (warm-up + 3 x 0.25 s) is about 15 s.
+QUICK_REPEATS, QUICK_SECONDS = 3, 0.25
+
 NETWORKS = {
     "mnist_cnn": ("mnist_cnn", (1, 28, 28), {}),
     "lenet5": ("lenet5", (1, 28, 28), {}),
-    "cifar_bn": ("convnet_bn", (3, 32, 32), {"blocks": 3}),
+    "convnet_bn": ("convnet_bn", (3, 32, 32), {"blocks": 3}),
     "resnet20_cifar": ("resnet20", (3, 32, 32), {}),
     "resnet20_mnist": ("resnet20", (1, 28, 28), {}),
 }
@@ -272,7 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", default=",".join(NETWORKS), help=f"comma-separated, from {list(NETWORKS)}")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement (median)")
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum seconds per repeat")
-    parser.add_argument("--quick", action="store_true", help="3 repeats of 0.5 s: a rough look in a minute")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_REPEATS} repeats of {QUICK_SECONDS} s, without the peak-memory processes and the per-layer "
+        "tables: a rough look in about 20 s",
+    )
     parser.add_argument("--no-torch", action="store_true", help="time convnp alone")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-memory child processes")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
@@ -281,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_child:
         rss_child(args.rss_child, args.networks, args.batch)
         return 0
+    details = not args.quick
     if args.quick:
-        args.repeats, args.seconds = 3, 0.5
+        args.repeats, args.seconds, args.no_rss = QUICK_REPEATS, QUICK_SECONDS, True
     networks = [n.strip() for n in args.networks.split(",") if n.strip()]
     unknown = [n for n in networks if n not in NETWORKS]
     if unknown:
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     print("ratio: median of the repeats' convnp/torch ratios (range: lowest-highest)\n")
 
     rows = []
-    details = {}
+    tables = {}
     for network in networks:
         model, shape = make_models(network)
         module = None
@@ -324,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([network, label, f"{speed['convnp']:.0f}", f"{speed.get('torch', math.nan):.0f}",
                          f"{ratio:.2f}", f"{low:.2f}-{high:.2f}"])  # fmt: skip
             print_partial(rows[-1])
-        breakdown = layer_breakdown(model, random_batch(shape, 64))
-        details[network] = (breakdown, conv_gflops(model, random_batch(shape, 256)))
+        if details:
+            breakdown = layer_breakdown(model, random_batch(shape, 64))
+            tables[network] = (breakdown, conv_gflops(model, random_batch(shape, 256)))
 
     print()
     print_table(["network", "measurement", "convnp img/s", "torch img/s", "ratio", "ratio range"], rows)
@@ -341,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             rss_rows.append([network, fmt(mine), fmt(theirs), ratio])
         print_table(["network", "convnp", "torch", "ratio"], rss_rows)
 
-    for network, (breakdown, gflops) in details.items():
+    for network, (breakdown, gflops) in tables.items():
         print(f"\n{network}: convolution forward at batch 256 (inference), share of the GEMM peak")
         print_table(["layer", "GFLOP/s", "of peak"], [[n, f"{g:.1f}", f"{g / peak:.0%}"] for n, g in gflops])
         total = sum(f + b for _, f, b in breakdown)

@@ -3,6 +3,9 @@
 Each check names its ``owner`` (the layer, function or option being called)
 and the expected versus the actual value, and returns the value converted
 (an ``int``, a ``float``, an ndarray).
+
+``InputWarning`` is the one warning class for inputs convnp can use but that
+are probably not what was meant (see its docstring).
 """
 
 from __future__ import annotations
@@ -11,7 +14,20 @@ import numbers
 
 import numpy as np
 
-__all__ = ["positive_int", "positive_float", "check_eps", "float_array", "check_dout"]
+__all__ = ["InputWarning", "positive_int", "positive_float", "check_eps", "float_array", "check_dout"]
+
+
+class InputWarning(UserWarning):
+    """Inputs convnp can use but that are probably not what was meant; the message names the likely fix.
+
+    Given when images lie far outside the range of the data a model was
+    trained on (0-255 values for a model trained on [0, 1], inverted
+    polarity), when ``fit`` gets float images far outside [0, 1], when
+    ``image_folder`` skips files, and when the command line reads an
+    ambiguous array one of several ways. A Python warning: silence it with
+    ``warnings.filterwarnings("ignore", category=convnp.InputWarning)``, or
+    make it an error with ``"error"``.
+    """
 
 
 def positive_int(value, name: str, owner: str, allow_none: bool = False) -> int | None:

@@ -31,6 +31,7 @@ from convnp.files.model_file import (
     optimizer_state,
 )
 from convnp.files.model_file import save_model as save
+from convnp.files.model_metadata import apply_metadata
 from convnp.nn.graph import Model
 from convnp.nn.layer import LAYER_REGISTRY, Layer
 from convnp.nn.network import Network
@@ -131,7 +132,9 @@ def load(path: str | os.PathLike) -> Network:
     """Load a model saved with ``model.save`` (or ``save`` here); returns a built ``Sequential`` or ``Model``.
 
     The model gets the saved dtype, parameters and batch-norm running
-    statistics; ``model.predict`` gives the same outputs as before saving.
+    statistics, and the ``class_names`` and ``input_stats`` saved with it
+    (None when the file has none); ``model.predict`` gives the same outputs
+    as before saving.
     Raises ``FileNotFoundError`` or ``ModelFileError`` (see ``load_file``).
     """
     meta, arrays = load_file(path)
@@ -141,4 +144,8 @@ def load(path: str | os.PathLike) -> Network:
         model.load_state_dict(model_state(arrays))
     except (KeyError, ValueError) as error:
         raise ModelFileError(f"{where} does not match its own architecture ({error})") from error
+    try:
+        apply_metadata(model, meta)
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{where}: {error}") from error
     return model

@@ -77,3 +77,27 @@ def test_predict_bad_inputs(trained_run, tmp_path, capsys):
     assert main(["predict", model, str(tmp_path / "text.png")]) == 1
     assert "text.png" in capsys.readouterr().err
     assert main(["predict", model, str(tmp_path / "absent.png")]) == 1
+
+
+def test_predict_prints_the_class_names_the_model_keeps(digits_test, tmp_path, capsys):
+    x_test, _ = digits_test
+    model = MODELS["mnist_cnn"](input_shape=(1, 8, 8), num_classes=3, seed=0)
+    model.class_names = ["circle", "square", "star"]
+    model.save(tmp_path / "shapes.npz")
+    np.save(tmp_path / "one.npy", x_test[0])
+    assert main(["predict", str(tmp_path / "shapes.npz"), str(tmp_path / "one.npy"), "--top", "3"]) == 0
+    line = capsys.readouterr().out.strip()
+    expected = model.predict(x_test[:1])[0]
+    best = int(expected.argmax())
+    assert line.startswith(f"{tmp_path / 'one.npy'}: {best} ({model.class_names[best]}) (p=")
+    assert all(f"({name})" in line for name in model.class_names)
+
+
+def test_predict_reads_the_class_names_older_run_files_kept_in_extra(digits_test, tmp_path, capsys):
+    from convnp.serialization import save
+
+    model = MODELS["mnist_cnn"](input_shape=(1, 8, 8), num_classes=2, seed=0)
+    save(model, tmp_path / "old.npz", extra={"dataset": "custom", "class_names": ["no", "yes"]})
+    np.save(tmp_path / "one.npy", digits_test[0][0])
+    assert main(["predict", str(tmp_path / "old.npz"), str(tmp_path / "one.npy")]) == 0
+    assert re.search(r": \d \((no|yes)\) \(p=", capsys.readouterr().out)

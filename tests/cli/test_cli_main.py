@@ -64,3 +64,20 @@ def test_python_m_convnp_help():
     result = subprocess.run([sys.executable, "-m", "convnp", "train", "--help"], capture_output=True, text=True,
                             timeout=60)  # fmt: skip
     assert result.returncode == 0 and "--resume" in result.stdout and "digits" in result.stdout
+
+
+def test_a_run_folder_stands_for_its_model(trained_run, tmp_path, capsys):
+    for command in (["evaluate", str(trained_run)], ["summary", str(trained_run)]):
+        assert main(command) == 0, command
+    out = capsys.readouterr().out
+    assert "digits test split" in out and "Total parameters" in out
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", str(tmp_path / "empty"), "--dataset", "digits"]) == 1
+    err = capsys.readouterr().err
+    assert "is a folder without model.npz" in err and "Errno" not in err
+
+
+def test_train_help_names_every_option_resume_allows(capsys):
+    assert main(["train", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert "only --epochs, --data-dir and --verbose may be given with it" in out

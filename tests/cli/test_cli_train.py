@@ -156,3 +156,7 @@ def test_dataset_not_found_gives_the_loader_message(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert status == 1
     assert "mnist" in err and "Traceback" not in err
+
+
+def test_the_model_keeps_the_dataset_class_names(trained_run):
+    assert convnp.load(trained_run / "model.npz").class_names == [str(digit) for digit in range(10)]

@@ -160,3 +160,11 @@ def test_debian_system_copy_of_fashion_mnist(monkeypatch):
     assert x_train.dtype == np.float32 and 0.0 == x_train.min() and x_train.max() == 1.0
     assert np.bincount(y_train).tolist() == [6000] * 10
     assert np.bincount(y_test).tolist() == [1000] * 10
+
+
+def test_not_found_names_the_command_line_option_too(tmp_path, isolated_data_env):
+    with pytest.raises(DatasetNotFoundError) as info:
+        load("mnist", data_dir=tmp_path / "given", download=False)
+    message = str(info.value)
+    assert "load('mnist', data_dir=FOLDER)" in message
+    assert "convnp train --dataset mnist --data-dir FOLDER" in message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 
 from convnp.callbacks.base import Callback
 from convnp.files.atomic import atomic_write_json
@@ -15,7 +16,9 @@ class History(Callback):
 
     ``history.history`` maps each of loss, accuracy, val_loss, val_accuracy, lr
     and seconds to a list with one entry per epoch (val_* are None without
-    validation data). ``history["loss"]`` is a shortcut.
+    validation data). The History reads like that dict: ``history["loss"]``,
+    ``history.keys()``, ``items()``, ``values()``, ``get``, ``"loss" in history``
+    and ``for key in history``; ``len(history)`` is the number of epochs.
 
     As a callback it records each epoch's logs at ``on_epoch_end``; ``fit``
     runs it before the other callbacks, so it keeps the values the loop
@@ -46,6 +49,24 @@ class History(Callback):
 
     def __getitem__(self, key: str) -> list:
         return self.history[key]
+
+    def keys(self) -> KeysView[str]:
+        return self.history.keys()
+
+    def values(self) -> ValuesView[list]:
+        return self.history.values()
+
+    def items(self) -> ItemsView[str, list]:
+        return self.history.items()
+
+    def get(self, key: str, default=None):
+        return self.history.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.history
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.history)
 
     def __len__(self) -> int:
         return self.epochs

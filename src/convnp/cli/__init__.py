@@ -1,10 +1,12 @@
-"""The ``convnp`` command: train, evaluate, predict, summary, gradcheck, export, bench.
+"""The ``convnp`` command: train, evaluate, predict, explain, summary, gradcheck, export, bench.
 
     convnp train                      # a CNN on the embedded 8x8 digits, in seconds
     convnp train --dataset fashion-mnist --out runs/fashion
     convnp train --resume runs/fashion --epochs 30
+    convnp train --images photos/ --out runs/pets   # your own images, one sub-folder per class
     convnp evaluate runs/fashion/model.npz --dataset fashion-mnist
     convnp predict runs/fashion/model.npz shoe.png --top 3
+    convnp explain runs/fashion shoe.png --out shoe-explained.png   # Grad-CAM and feature maps
     convnp summary --model convnet_bn --dataset cifar10
     convnp gradcheck
     convnp export runs/fashion/model.npz --onnx fashion.onnx
@@ -19,10 +21,12 @@ one that every rank meets together is printed once.
 
 One module per command group, each adding its subcommands with ``register``:
 ``train`` (train), ``inference`` (evaluate, predict; image files in ``images``),
-``tools`` (summary, gradcheck with its cases in ``gradcheck_suite``, export,
+``explain`` (explain), ``tools`` (summary, gradcheck with its cases in ``gradcheck_suite``, export,
 bench). ``args`` holds the argparse value types, ``recipes`` the training
-recipes and learning-rate schedules, ``model_file`` the reading of a saved
-model, ``errors`` the exit statuses.
+recipes and learning-rate schedules, ``data_sources`` what train and evaluate
+read (a dataset or an image folder), ``input_warnings`` the warnings on inputs
+unlike the training data, ``model_file`` the reading of a saved model,
+``errors`` the exit statuses.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from convnp import distributed
 from convnp._version import __version__
-from convnp.cli import inference, onnx_import, tools, train
+from convnp.checks import InputWarning
+from convnp.cli import explain, inference, onnx_import, tools, train
 from convnp.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, UsageError
 from convnp.cli.gradcheck_suite import gradcheck_cases
 from convnp.cli.recipes import OPTIMIZER_DEFAULTS, RECIPES, SCHEDULES
@@ -59,9 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train.register(commands)
     inference.register(commands)
+    explain.register(commands)
     tools.register(commands)
     onnx_import.register(commands)
     return parser
+
+
+def _one_line_warnings(command: str, show_otherwise):
+    """A ``warnings.showwarning`` that prints an ``InputWarning`` as one line: ``convnp COMMAND: warning: ...``."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, InputWarning):
+            print(f"convnp {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show_otherwise(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            return args.handler(args)
     except KeyboardInterrupt as error:
         return _failed("\nconvnp: interrupted", error, EXIT_INTERRUPTED)
     except UsageError as error:

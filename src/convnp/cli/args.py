@@ -53,5 +53,5 @@ def model_name(text: str) -> str:
 
 
 def add_model_file(parser: argparse.ArgumentParser) -> None:
-    """The positional MODEL: a saved model file."""
-    parser.add_argument("model", metavar="MODEL", help="a model file (model.npz)")
+    """The positional MODEL: a saved model file, or a run folder of ``convnp train`` (its model.npz)."""
+    parser.add_argument("model", metavar="MODEL", help="a model file (model.npz), or a run folder of 'convnp train'")

@@ -1,11 +1,12 @@
-"""``convnp train``: train a CNN on a built-in dataset and write a run folder.
+"""``convnp train``: train a CNN on a built-in dataset or a folder of your images, and write a run folder.
 
-The settings are the dataset's recipe (``convnp.cli.recipes.RECIPES``)
-overridden by the options given; they are written to RUN/config.json, so that
-``--resume RUN`` continues the run from RUN/checkpoint.npz with nothing else.
+The settings are the dataset's recipe (``convnp.cli.recipes.RECIPES``, or
+``IMAGES_RECIPE`` with ``--images``) overridden by the options given; they are
+written to RUN/config.json, so that ``--resume RUN`` continues the run from
+RUN/checkpoint.npz with nothing else.
 
 Under ``mpiexec -n P`` every rank trains its share of each batch
-(``convnp.distributed``); the ranks load the dataset in turns (no two fill one
+(``convnp.distributed``); the ranks load the data in turns (no two fill one
 cache at once), and rank 0 alone prints and writes the run folder.
 """
 
@@ -21,10 +22,10 @@ from convnp import distributed, plots
 from convnp._version import __version__
 from convnp.callbacks import LearningRateScheduler
 from convnp.cli.args import dataset_name, model_name, positive_float, positive_int
+from convnp.cli.data_sources import add_image_options, image_settings, load_training_data
 from convnp.cli.errors import EXIT_INTERRUPTED, EXIT_OK, CLIError, UsageError
-from convnp.cli.recipes import OPTIMIZER_DEFAULTS, RECIPES, SCHEDULES, make_scheduler
-from convnp.data import DATASETS, Augment
-from convnp.data import load as load_dataset
+from convnp.cli.recipes import IMAGES_RECIPE, OPTIMIZER_DEFAULTS, RECIPES, SCHEDULES, make_scheduler
+from convnp.data import Augment
 from convnp.files.atomic import atomic_write_json
 from convnp.models import build_model
 from convnp.optim import get_optimizer
@@ -34,8 +35,11 @@ __all__ = ["register", "resolve_config", "cmd_train"]
 
 # Settings that --resume takes from the run's config.json; changing them would not continue the run.
 _FIXED_ON_RESUME = (
-    "dataset", "model", "batch_size", "optimizer", "lr", "seed", "schedule", "augment", "dtype", "out",
+    "dataset", "images", "image_size", "color_mode", "validation_split",
+    "model", "batch_size", "optimizer", "lr", "seed", "schedule", "augment", "dtype", "out",
 )  # fmt: skip
+# The options --resume accepts: a new total of epochs, a dataset that moved, how much to print.
+_ALLOWED_ON_RESUME = "--epochs, --data-dir and --verbose"
 
 
 def _log(message: str, verbose: int = 1) -> None:
@@ -53,23 +57,32 @@ def register(commands: argparse._SubParsersAction) -> None:
     recipes = "; ".join(
         f"{name}: {r['model']}, {r['epochs']} epochs, {r['optimizer']} lr {r['lr']:g}, {r['schedule']}"
         + (", augmented" if r["augment"] else "")
-        for name, r in RECIPES.items()
+        for name, r in {**RECIPES, "--images": IMAGES_RECIPE}.items()
     )
     parser = commands.add_parser(
         "train",
         help="train a CNN and write a run folder (model, checkpoint, history, plots)",
         description=(
-            "Train a CNN on a built-in dataset. With no options: a small CNN on the 8x8 digits "
+            "Train a CNN on a built-in dataset, or on your own images with --images DIR (one "
+            "sub-folder per class). With no options: a small CNN on the 8x8 digits "
             "embedded in scikit-learn (no download), >= 97% test accuracy in seconds. "
-            "The test split is evaluated after every epoch (shown as validation); it is not "
-            "used for training or model selection. Writes RUN/model.npz, checkpoint.npz, "
-            "config.json, history.json and PNG plots."
+            "The test split (with --images: a share of each class held out) is evaluated after "
+            "every epoch (shown as validation); it is not used for training or model selection. "
+            "Writes RUN/model.npz, checkpoint.npz, config.json, history.json and PNG plots."
         ),
         epilog=f"Defaults per dataset (convnp.cli.RECIPES): {recipes}.",
     )
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
         "--dataset", type=dataset_name, default=None, help="digits (default), mnist, fashion-mnist or cifar10"
     )
+    source.add_argument(
+        "--images",
+        metavar="DIR",
+        default=None,
+        help="train on your own PNG/JPEG/BMP images: DIR holds one sub-folder per class (DIR/cat/*.jpg, DIR/dog/...)",
+    )
+    add_image_options(parser)
     parser.add_argument(
         "--model",
         type=model_name,
@@ -100,7 +113,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dtype", choices=("float32", "float64"), default=None, help="the model's precision (default float32)"
     )
-    parser.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>)")
+    parser.add_argument(
+        "--out", default=None, help="run folder (default runs/<dataset or images folder>-<model>-<YYYYmmdd-HHMMSS>)"
+    )
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset files (searched first)")
     parser.add_argument("--no-download", action="store_true", help="never download; fail when the files are not found")
     parser.add_argument(
@@ -113,7 +128,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--resume",
         metavar="RUN_DIR",
         default=None,
-        help="continue the run in RUN_DIR from its checkpoint, with its config.json (only --epochs may change)",
+        help=f"continue the run in RUN_DIR from its checkpoint, with its config.json "
+        f"(only {_ALLOWED_ON_RESUME} may be given with it)",
     )
     parser.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
     parser.add_argument(
@@ -128,8 +144,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace) -> dict:
     """The full training settings: the dataset's recipe, overridden by the given options."""
-    dataset = args.dataset or "digits"
-    recipe = RECIPES[dataset]
+    images = image_settings(args)
+    dataset = "images" if images else args.dataset or "digits"
+    recipe = IMAGES_RECIPE if images else RECIPES[dataset]
     model = args.model or recipe["model"]
     optimizer = args.optimizer or recipe["optimizer"]
     optimizer_options = {k: v for k, v in OPTIMIZER_DEFAULTS[optimizer].items() if k != "lr"}
@@ -141,6 +158,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         lr = OPTIMIZER_DEFAULTS[optimizer]["lr"]
     return {
         "dataset": dataset,
+        **images,
         "model": model,
         "model_options": dict(recipe["model_options"]) if model == recipe["model"] else {},
         "epochs": args.epochs or recipe["epochs"],
@@ -203,7 +221,7 @@ def _resume_config(args: argparse.Namespace) -> tuple[dict, Path]:
         options = ", ".join("--" + name.replace("_", "-") for name in given)
         raise UsageError(
             f"--resume continues the run with its own settings; {options} cannot be given with it "
-            "(only --epochs, --data-dir, --verbose)"
+            f"(only {_ALLOWED_ON_RESUME})"
         )
     config = _read_config(run_dir)
     if args.epochs is not None:
@@ -215,7 +233,8 @@ def _resume_config(args: argparse.Namespace) -> tuple[dict, Path]:
 
 def _new_run_dir(args: argparse.Namespace, config: dict) -> Path:
     if args.out is None:
-        return _default_run_dir(config["dataset"], config["model"])
+        name = Path(config["images"]).name if config["dataset"] == "images" else config["dataset"]
+        return _default_run_dir(name, config["model"])
     run_dir = Path(args.out)
     if (run_dir / "config.json").exists() or (run_dir / "checkpoint.npz").exists():
         raise CLIError(
@@ -232,25 +251,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = resolve_config(args)
         run_dir = _new_run_dir(args, config)
-    info = DATASETS[config["dataset"]]
     main_rank = distributed.is_main()
-
-    (x_train, y_train), (x_test, y_test) = distributed.in_turns(
-        lambda: load_dataset(
-            config["dataset"],
-            data_dir=config.get("data_dir"),
-            download=not args.no_download,
-            verbose=bool(args.verbose) and main_rank,
-        )
+    data = distributed.in_turns(
+        lambda: load_training_data(config, download=not args.no_download, verbose=bool(args.verbose) and main_rank)
     )
+    x_train, y_train = data.x_train, data.y_train
+    validation = (data.x_val, data.y_val) if len(data.y_val) else None
     model = build_model(
         config["model"],
         input_shape=x_train.shape[1:],
-        num_classes=info.num_classes,
+        num_classes=len(data.class_names),
         seed=config["seed"],
         dtype=config.get("dtype", "float32"),
         **config.get("model_options", {}),
     )
+    model.class_names = list(data.class_names)
     optimizer = get_optimizer(
         config["optimizer"], model.parameters(), lr=config["lr"], **config.get("optimizer_options", {})
     )
@@ -266,13 +281,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     ranks = distributed.world_size()
     if args.resume is not None and not checkpoint.exists():
         _warn(f"{checkpoint} not found; training {run_dir} from the start")
+    classes = f"{len(data.class_names)} classes, " if config["dataset"] == "images" else ""
+    checked = (
+        f"Validation = {data.validation}, evaluated after each epoch (not used for training)."
+        if validation
+        else "No validation images (each class too small to hold one out, or --validation-split 0)."
+    )
     _log(
-        f"{'Resuming' if args.resume else 'Training'} {config['model']} on {config['dataset']} "
-        f"({len(x_train)} train / {len(x_test)} test images, {'x'.join(map(str, x_train.shape[1:]))}): "
+        f"{'Resuming' if args.resume else 'Training'} {config['model']} on {data.source} "
+        f"({classes}{len(x_train)} train / {len(data.y_val)} {'validation' if classes else 'test'} images, "
+        f"{'x'.join(map(str, x_train.shape[1:]))}): "
         f"{config['epochs']} epochs, batch {config['batch_size']}, {config['optimizer']} lr {config['lr']:g}, "
         f"schedule {config['schedule']}{', augmented' if augment else ''}, seed {config['seed']}"
         f"{f', {ranks} MPI ranks' if ranks > 1 else ''}.\n"
-        f"Validation = the test split, evaluated after each epoch (not used for training). Run folder: {run_dir}",
+        f"{checked} Run folder: {run_dir}",
         args.verbose,
     )
 
@@ -283,7 +305,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             epochs=config["epochs"],
             batch_size=config["batch_size"],
             optimizer=optimizer,
-            validation_data=(x_test, y_test),
+            validation_data=validation,
             callbacks=callbacks,
             seed=config["seed"],
             verbose=args.verbose,
@@ -308,26 +330,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
     if main_rank:
-        extra = {"dataset": config["dataset"], "class_names": list(info.class_names)}
+        extra = {"dataset": config["dataset"]} if config["dataset"] != "images" else {"images": config["images"]}
         save(model, run_dir / "model.npz", extra=extra)
         atomic_write_json(run_dir / "history.json", history.to_dict())
-    result = model.evaluate(x_test, y_test)  # like predict below, every MPI rank computes its part
+    # The summary and the plots are about the held-out images, or the training images when there are none.
+    split = ("test" if config["dataset"] != "images" else "validation") if validation else "training"
+    x_eval, y_eval = validation or (x_train, y_train)
+    result = model.evaluate(x_eval, y_eval)  # like predict below, every MPI rank computes its part
     if not args.no_plots:
-        predictions = model.predict(x_test).argmax(axis=1)
+        predictions = model.predict(x_eval).argmax(axis=1)
         if main_rank:
-            _draw_plots(model, history, x_test, y_test, predictions, info.class_names, run_dir)
+            _draw_plots(model, history, x_eval, y_eval, predictions, data.class_names, run_dir, split)
     if not main_rank:
         return EXIT_OK
-    correct = round(result["accuracy"] * len(y_test))
+    correct = round(result["accuracy"] * len(y_eval))
     print(
-        f"test accuracy {result['accuracy']:.2%} ({correct}/{len(y_test)}), loss {result['loss']:.4f} | "
+        f"{split} accuracy {result['accuracy']:.2%} ({correct}/{len(y_eval)}), loss {result['loss']:.4f} | "
         f"{time.perf_counter() - started:.1f} s | run folder: {run_dir}"
     )
     return EXIT_OK
 
 
-def _draw_plots(model, history, x_test, y_test, predictions, class_names, run_dir: Path) -> None:
-    """Write the four PNGs; without matplotlib (or on a plot's error) warn and go on."""
+def _draw_plots(model, history, x_test, y_test, predictions, class_names, run_dir: Path, split: str) -> None:
+    """Write the four PNGs of the ``split`` images; without matplotlib (or on a plot's error) warn and go on."""
     try:
         plots.require_matplotlib()
     except ImportError:
@@ -335,7 +360,9 @@ def _draw_plots(model, history, x_test, y_test, predictions, class_names, run_di
         return
     jobs = {
         "learning_curves.png": lambda path: plots.plot_learning_curves(history, path),
-        "confusion_matrix.png": lambda path: plots.plot_confusion_matrix(y_test, predictions, path, class_names),
+        "confusion_matrix.png": lambda path: plots.plot_confusion_matrix(
+            y_test, predictions, path, class_names, title=f"Confusion matrix ({split} set)"
+        ),
         "filters.png": lambda path: plots.plot_filters(model, path),
         "feature_maps.png": lambda path: plots.plot_feature_maps(
             model, x_test[0], path, image_title=f"input (class {class_names[int(y_test[0])]})"

@@ -86,7 +86,8 @@ def not_found_message(name: str, wanted_files: str, places: list[tuple[Path, str
         lines.append("Download failed. Mirrors tried:")
         lines.extend(f"  - {attempt}" for attempt in attempts)
     lines.append(
-        f"To use it offline, put {wanted_files} in a folder and pass load({name!r}, data_dir=FOLDER), "
+        f"To use it offline, put {wanted_files} in a folder and pass load({name!r}, data_dir=FOLDER) "
+        f"in Python or --data-dir FOLDER on the command line (convnp train --dataset {name} --data-dir FOLDER), "
         f"or set CONVNP_DATA=FOLDER (files in FOLDER or FOLDER/{name})"
     )
     if name in _HOW_TO_PROVIDE:

@@ -9,6 +9,8 @@ entries, readable by ``numpy.load``):
                            "layers": [{"class": "Conv2D", "config": {...}}, ...],
                            "optimizer": {...JSON part of the optimizer state} or absent,
                            "extra": {...caller's JSON data} or absent,
+                           "class_names": [...], "input_stats": {...} or absent
+                               (``convnp.files.model_metadata``),
                            "checksum": sha256 of the rest of this description and every array}
     "model/<key>"         every state_dict entry ("model/0.weight", "model/1.running_mean")
     "optimizer/<key>"     the optimizer state arrays, when saved
@@ -46,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from convnp.files.atomic import atomic_write_npz
+from convnp.files.model_metadata import metadata_fields
 from convnp.files.safe_zip import ArchiveError, read_npz
 
 __all__ = [
@@ -165,7 +168,7 @@ def save_model(model, path: str | os.PathLike, optimizer=None, extra: dict | Non
         )
     path = model_path(path)
     arrays = {f"model/{key}": value for key, value in model.state_dict().items()}
-    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **architecture(model)}
+    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **architecture(model), **metadata_fields(model)}
     if optimizer is not None:
         optimizer_json = {}
         for key, value in optimizer.state_dict().items():

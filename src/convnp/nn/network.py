@@ -43,6 +43,15 @@ class Network:
 
     Subclasses set ``layers`` (in topological order), ``_nodes`` (each layer with
     the values it reads), then call ``_init_common(dtype, seed)``.
+
+    Two attributes describe the data the model learned from; model files keep
+    them (``convnp/files/model_metadata.py``):
+
+    - ``class_names``: a list of str, one per output, or None (set it yourself,
+      from ``convnp.data.image_folder`` for instance; ``convnp train`` does);
+    - ``input_stats``: ``{"min", "max", "mean"}`` of the inputs of the last
+      ``fit``, or None; ``predict`` and ``evaluate`` warn when inputs lie far
+      outside (``convnp.InputWarning``).
     """
 
     layers: list[Layer]
@@ -61,6 +70,8 @@ class Network:
         self.seed = seed
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
+        self.class_names: list[str] | None = None
+        self.input_stats: dict[str, float] | None = None
         names = [layer.name for layer in self.layers if layer.name is not None]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -6,6 +6,8 @@ Read in this order:
 - ``evaluation``: ``evaluate``, ``predict``, ``outputs_in_batches`` (inference in batches).
 - ``losses``: the losses chosen by name, ``LOSSES``.
 - ``checks``: the checks of the data and options.
+- ``input_range``: the range and mean ``fit`` records, and the warnings on
+  inputs far from them (``convnp.InputWarning``).
 - ``progress``: the per-epoch progress bar.
 
 The side jobs of a run are callbacks in ``convnp.callbacks``: ``History`` (what

@@ -18,6 +18,7 @@ import numpy as np
 from convnp.distributed import rank_bounds, world
 from convnp.functional.activations import softmax_forward
 from convnp.training.checks import as_batch, check_batch_size, check_loss, prepare_data
+from convnp.training.input_range import warn_if_unfamiliar
 from convnp.training.losses import count_correct, loss_and_grad
 
 
@@ -31,15 +32,22 @@ def outputs_in_batches(model, x: np.ndarray, batch_size: int, logits: bool = Fal
             yield model.forward_layers(x[start : start + batch_size], training=False, stop=stop, keep_caches=False)
 
 
-def evaluate(model, x, y, batch_size: int = 256, loss: str = "cross_entropy") -> dict[str, float]:
+def evaluate(
+    model, x, y, batch_size: int = 256, loss: str = "cross_entropy", check_inputs: bool = True
+) -> dict[str, float]:
     """Mean loss and accuracy over ``(x, y)`` in inference mode, in batches.
 
     loss = sum over batches of (batch mean loss * batch size) / N;
     accuracy = correct predictions / N (0 for mse targets).
+    Warns (``convnp.InputWarning``) when ``x`` lies far from the inputs the
+    model was trained on (``model.input_stats``), unless ``check_inputs`` is
+    False (``fit`` checks its validation data once, not every epoch).
     """
     batch_size = check_batch_size(batch_size, "evaluate")
     check_loss(loss, "evaluate")
     x, y = prepare_data(model, x, y, "evaluate", loss)
+    if check_inputs:
+        warn_if_unfamiliar(model, x, "evaluate")
     communicator = world()
     part = _rank_part(len(x), communicator)
     x_part, y_part = x[part], y[part]
@@ -57,9 +65,14 @@ def evaluate(model, x, y, batch_size: int = 256, loss: str = "cross_entropy") ->
 
 
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (N, classes): softmax of the outputs (or the model's own Softmax)."""
+    """Class probabilities (N, classes): softmax of the outputs (or the model's own Softmax).
+
+    Warns (``convnp.InputWarning``) when ``x`` lies far from the inputs the
+    model was trained on (``model.input_stats``).
+    """
     batch_size = check_batch_size(batch_size, "predict")
     x = model.prepare_input(as_batch(x, "predict"))
+    warn_if_unfamiliar(model, x, "predict")
     communicator = world()
     x_part = x[_rank_part(len(x), communicator)]
     batches = [softmax_forward(out)[0] for out in outputs_in_batches(model, x_part, batch_size, logits=True)]

@@ -34,6 +34,7 @@ from convnp.distributed import BatchShard, Communicator, on_every_rank, sum_grad
 from convnp.optim import Optimizer, clip_grad_norm, get_optimizer
 from convnp.training.checks import check_fit_options, prepare_data, prepare_validation_data
 from convnp.training.evaluation import evaluate
+from convnp.training.input_range import input_stats, warn_if_unfamiliar, warn_if_unscaled
 from convnp.training.losses import count_correct, loss_and_grad
 from convnp.training.progress import EpochProgress
 from convnp.training.ranks import agreed, agreed_seed, check_rank_batches, copy_weights_from_first_rank
@@ -63,6 +64,10 @@ def fit(
 ) -> History:
     """Train ``model`` on ``(x, y)``; see ``Sequential.fit`` for the arguments.
 
+    Records the range and mean of ``x`` as ``model.input_stats``, and warns
+    (``convnp.InputWarning``) when float images lie far outside [0, 1] or the
+    validation inputs far from ``x`` (``convnp/training/input_range.py``).
+
     ``checkpoint=PATH`` adds a ``BackupAndRestore(PATH, resume=resume)`` after
     the other callbacks: the whole run is saved atomically at every epoch end
     and when Ctrl-C (SIGINT) stops it at a batch boundary, and ``resume=True``
@@ -86,7 +91,11 @@ def fit(
     batch_size = check_fit_options(epochs, batch_size, loss, clip_norm, augment, checkpoint, resume)
     x, y = prepare_data(model, x, y, "fit", loss)
     check_rank_batches(len(x), batch_size, communicator.size)
+    warn_if_unscaled(x, "fit")
+    model.input_stats = input_stats(x)  # saved with the model: predict warns on inputs far from these
     validation = prepare_validation_data(model, validation_data, loss)
+    if validation is not None:
+        warn_if_unfamiliar(model, validation[0], "fit (validation_data)")
     optimizer = get_optimizer(optimizer, model.parameters(), lr=lr)
     seed = agreed_seed(seed, communicator)
     copy_weights_from_first_rank(model, communicator)
@@ -123,7 +132,7 @@ def fit(
 
             val = NO_VALIDATION
             if validation is not None:
-                val = evaluate(model, *validation, batch_size=max(batch_size, 256), loss=loss)
+                val = evaluate(model, *validation, batch_size=max(batch_size, 256), loss=loss, check_inputs=False)
             logs = {
                 "loss": totals.loss,
                 "accuracy": totals.accuracy if y.ndim == 1 else None,
