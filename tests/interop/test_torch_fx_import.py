@@ -219,10 +219,10 @@ class Recurrent(tnn.Module):
         return self.rnn(x)
 
 
-class CeilPool(tnn.Module):
+class IndexPool(tnn.Module):
     def __init__(self):
         super().__init__()
-        self.pool = tnn.MaxPool2d(2, ceil_mode=True)
+        self.pool = tnn.MaxPool2d(2, return_indices=True)
 
     def forward(self, x):
         return self.pool(x)
@@ -264,7 +264,8 @@ class TwoOutputs(tnn.Module):
                               r"return y \* 2\) is not supported"),
         (Recurrent(), TypeError, r"node 'rnn' \(call_module rnn, .*line \d+: return self\.rnn\(x\)\) \(Conv1d\) "
                                  "is not supported"),
-        (CeilPool(), ValueError, r"node 'pool' \(call_module pool, .*\) \(MaxPool2d.*\) is not supported: ceil_mode"),
+        (IndexPool(), ValueError,
+         r"node 'pool' \(call_module pool, .*\) \(MaxPool2d.*\) is not supported: return_indices"),
         (Weighted(), TypeError, r"node 'scale' \(get_attr scale, .*\) is not supported: it reads 'scale'"),
         (TwoInputs(), TypeError, r"node 'y' .* one input tensor"),
         (TwoOutputs(), TypeError, "forward must return one tensor"),

@@ -6,8 +6,9 @@ initializers named like the state_dict keys, e.g. "0.weight",
 
     Conv2D             Conv(strides, pads, dilations, group), then its fused activation
     ConvTranspose2D    ConvTranspose(strides, pads, output_padding, dilations, group)
-    MaxPool2D          MaxPool(kernel_shape, strides, pads)
-    AvgPool2D          AveragePool(..., count_include_pad=1)
+    MaxPool2D          MaxPool(kernel_shape, strides, pads, dilations, ceil_mode)
+    AvgPool2D          AveragePool(kernel_shape, strides, pads, ceil_mode, count_include_pad)
+                       (ceil mode: see _emit_pool)
     GlobalAvgPool2D    GlobalAveragePool, Flatten(axis=1)
     AdaptiveAvgPool2D  AveragePool(kernel = stride = H/H_out, W/W_out) where the bins divide the
                        input evenly; otherwise MatMul(A_h, x), MatMul(., A_w^T) with the bin-averaging
@@ -19,23 +20,24 @@ initializers named like the state_dict keys, e.g. "0.weight",
     Flatten            Flatten(axis=1)
     BatchNorm1D/2D     BatchNormalization (inference form: running_mean, running_var)
     GroupNorm          Reshape(N, G, -1), InstanceNormalization, Reshape back, Mul, Add
-    LayerNorm          LayerNormalization(axis=1) (opset >= 17; below, as GroupNorm with G=1)
-    ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softmax(axis=1)   the ONNX op of the same name
+    LayerNorm          LayerNormalization(axis=begin_axis) (opset >= 17); below, Reshape(N, P, -1),
+                       InstanceNormalization, Reshape back, Mul, Add, P the size of the axes before begin_axis
+    ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softmax(axis)   the ONNX op of the same name
     Gaussian           Exp(Neg(Mul(x, x)))
     Dropout, Identity  Identity (dropout: inference)
     Add                Add (chained for more than two inputs)
     Concatenate(axis)  Concat(axis)
     Residual           its body's and shortcut's nodes inlined (keys "<key>.body.0", ...), then Add
 
-"same" padding becomes explicit, possibly asymmetric pads resolved for the
-model's input size.
+Padding becomes explicit pads [top, left, bottom, right] for the model's input
+size: "same" resolved, per-side padding ((top, bottom), (left, right)) as it is.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from convnp.functional.geometry import adaptive_bins, conv_geometry
+from convnp.functional.geometry import adaptive_bins, normalize_padding, pooled_output_size
 from convnp.nn.activations import ELU, Gaussian, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from convnp.nn.blocks import Residual
 from convnp.nn.conv import Conv2D
@@ -86,18 +88,15 @@ class GraphBuilder:
         return output
 
 
-def _onnx_pads(pads: tuple[int, int, int, int]) -> list[int]:
-    """convnp's (top, bottom, left, right) as ONNX's [top, left, bottom, right]."""
-    top, bottom, left, right = pads
-    return [top, left, bottom, right]
+def _window_pads(layer: Layer) -> list[int]:
+    """The explicit pads of a conv or pool for its built input size ("same" resolved), in ONNX's order.
 
-
-def _window_pads(layer: Layer, dilation: tuple[int, int]) -> list[int]:
-    """The explicit pads of a windowed layer for its built input size ("same" resolved)."""
-    pads, _ = conv_geometry(
-        layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.label
+    convnp's (top, bottom, left, right) become ONNX's [top, left, bottom, right].
+    """
+    top, bottom, left, right = normalize_padding(
+        layer.padding, layer.kernel_size, layer.stride, layer.dilation, layer.input_shape[1:], layer.label
     )
-    return _onnx_pads(pads)
+    return [top, left, bottom, right]
 
 
 def _emit_activation(graph: GraphBuilder, layer: Layer, x: str, prefix: str) -> str | None:
@@ -117,7 +116,7 @@ def _emit_activation(graph: GraphBuilder, layer: Layer, x: str, prefix: str) -> 
         negative = graph.node("Neg", [square], f"{prefix}Gaussian/Neg")
         return graph.node("Exp", [negative], f"{prefix}Gaussian/Exp")
     if isinstance(layer, Softmax):
-        return graph.node("Softmax", [x], f"{prefix}Softmax", axis=1)
+        return graph.node("Softmax", [x], f"{prefix}Softmax", axis=layer.axis)
     if isinstance(layer, Dropout):  # inverted dropout is the identity in inference
         return graph.node("Identity", [x], f"{prefix}Dropout")
     if isinstance(layer, Identity):
@@ -131,13 +130,15 @@ def _per_channel(array: np.ndarray, sample_ndim: int) -> np.ndarray:
 
 
 def _emit_group_standardise(graph: GraphBuilder, x: str, groups: int, eps: float, prefix: str) -> str:
-    """(x - mean[n, g]) / sqrt(var[n, g] + eps) over each group, as portable ONNX ops.
+    """(x - mean[n, g]) / sqrt(var[n, g] + eps) over each of ``groups`` equal, consecutive slices of a sample.
 
     Reshape to (N, G, -1), InstanceNormalization (which standardises each (n, g)
-    row) with unit scale and zero shift, then Reshape back to x's shape.
+    row) with unit scale and zero shift, then Reshape back to x's shape. Group
+    norm's groups of channels, and layer norm's slices over its trailing axes
+    (G = the size of the axes before them), are both such slices.
     """
     group_shape = graph.constant(f"{prefix}group_shape", np.array([0, groups, -1]), np.int64)
-    grouped = graph.node("Reshape", [x, group_shape], f"{prefix}Reshape")  # (N, G, C/G*H*W)
+    grouped = graph.node("Reshape", [x, group_shape], f"{prefix}Reshape")  # (N, G, size / G)
     ones = graph.constant(f"{prefix}unit_scale", np.ones(groups), np.float32)
     zeros = graph.constant(f"{prefix}zero_shift", np.zeros(groups), np.float32)
     standardised = graph.node(
@@ -227,7 +228,7 @@ def emit_layer(graph: GraphBuilder, layer: Layer, inputs: list[str], key: str, w
         out = graph.node(
             "Conv", _conv_inputs(graph, layer, x, prefix), f"{prefix}Conv",
             kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
-            pads=_window_pads(layer, layer.dilation), dilations=list(layer.dilation),
+            pads=_window_pads(layer), dilations=list(layer.dilation),
             group=layer.groups,
         )  # fmt: skip
         return _emit_fused(graph, layer, out, prefix, where)
@@ -242,14 +243,7 @@ def emit_layer(graph: GraphBuilder, layer: Layer, inputs: list[str], key: str, w
         out = graph.node("Gemm", _conv_inputs(graph, layer, x, prefix), f"{prefix}Gemm", transB=1)  # x @ W.T + b
         return _emit_fused(graph, layer, out, prefix, where)
     if isinstance(layer, (MaxPool2D, AvgPool2D)):
-        attrs = {
-            "kernel_shape": list(layer.kernel_size),
-            "strides": list(layer.stride),
-            "pads": _window_pads(layer, (1, 1)),
-        }
-        if isinstance(layer, AvgPool2D):
-            return graph.node("AveragePool", [x], f"{prefix}AveragePool", count_include_pad=1, **attrs)
-        return graph.node("MaxPool", [x], f"{prefix}MaxPool", **attrs)
+        return _emit_pool(graph, layer, x, prefix)
     if isinstance(layer, GlobalAvgPool2D):
         pooled = graph.node("GlobalAveragePool", [x], f"{prefix}GlobalAveragePool")  # (N, C, 1, 1)
         return graph.node("Flatten", [pooled], f"{prefix}Flatten", axis=1)  # (N, C)
@@ -275,18 +269,7 @@ def emit_layer(graph: GraphBuilder, layer: Layer, inputs: list[str], key: str, w
         bias = _per_channel(layer.bias.data, sample_ndim)
         return _emit_affine(graph, standardised, weight, bias, prefix)
     if isinstance(layer, LayerNorm):
-        if opset >= 17:
-            inputs = [
-                x,
-                graph.constant(f"{prefix}weight", layer.weight.data),
-                graph.constant(f"{prefix}bias", layer.bias.data),
-            ]
-            return graph.node(
-                "LayerNormalization", inputs, f"{prefix}LayerNormalization",
-                axis=1, epsilon=float(layer.eps),
-            )  # fmt: skip
-        standardised = _emit_group_standardise(graph, x, 1, layer.eps, prefix)
-        return _emit_affine(graph, standardised, layer.weight.data, layer.bias.data, prefix)
+        return _emit_layer_norm(graph, layer, x, prefix, opset)
     raise TypeError(
         f"to_onnx: {where} ({type(layer).__name__}) has no ONNX export; supported layers: every layer of "
         "convnp.nn (see docs/interop.md)"
@@ -304,3 +287,68 @@ def _emit_fused(graph: GraphBuilder, layer: Layer, x: str, prefix: str, where: s
             f"{type(layer.activation).__name__} with no ONNX export"
         )
     return out
+
+
+def _emit_pool(graph: GraphBuilder, layer: MaxPool2D | AvgPool2D, x: str, prefix: str) -> str:
+    """MaxPool or AveragePool with every option of the layer, ceil mode written so that every ONNX reader agrees.
+
+    PyTorch, convnp and ONNX Runtime drop a ceil-mode window that would start in
+    the padding after the input (so does ONNX's specification); onnx's shape
+    inference, and other readers that apply the bare formula
+    ceil((H + PT + PB - DH*(KH-1) - 1) / SH) + 1, count it. So ceil_mode=1 is
+    written only where ceil mode adds a window (elsewhere the windows are the
+    floor mode's, ceil_mode=0). Where it adds one along one axis while the formula
+    would count a dropped window along the other, a Slice keeps the first H_out, W_out
+    positions: readers that drop the window already have exactly those.
+    """
+    input_hw, pads = layer.input_shape[1:], _window_pads(layer)
+    top, left, bottom, right = pads
+    attrs = {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride), "pads": pads}
+    if isinstance(layer, MaxPool2D):
+        attrs["dilations"] = list(layer.dilation)
+    else:
+        attrs["count_include_pad"] = int(layer.count_include_pad)
+    out_hw = layer.output_shape[1:]
+    floor_hw = [
+        pooled_output_size(input_hw[a], layer.kernel_size[a], layer.stride[a], before, after, layer.dilation[a], False)
+        for a, (before, after) in enumerate([(top, bottom), (left, right)])
+    ]
+    ceil_mode = any(out != floor for out, floor in zip(out_hw, floor_hw))
+    attrs["ceil_mode"] = int(ceil_mode)
+    op_type = "MaxPool" if isinstance(layer, MaxPool2D) else "AveragePool"
+    out = graph.node(op_type, [x], f"{prefix}{op_type}", **attrs)
+    if not ceil_mode:
+        return out
+    formula_hw = [
+        -(-(size + before + after - dilation * (kernel - 1) - 1) // stride) + 1
+        for size, before, after, kernel, stride, dilation in zip(
+            input_hw, (top, left), (bottom, right), layer.kernel_size, layer.stride, layer.dilation
+        )
+    ]
+    if formula_hw == list(out_hw):
+        return out
+    starts = graph.constant(f"{prefix}starts", np.zeros(2), np.int64)
+    ends = graph.constant(f"{prefix}ends", np.array(out_hw), np.int64)
+    axes = graph.constant(f"{prefix}axes", np.array([2, 3]), np.int64)
+    return graph.node("Slice", [out, starts, ends, axes], f"{prefix}Slice")  # (N, C, H_out, W_out)
+
+
+def _emit_layer_norm(graph: GraphBuilder, layer: LayerNorm, x: str, prefix: str, opset: int) -> str:
+    """LayerNormalization over the axes from ``begin_axis`` on (opset >= 17); below 17, the same from older ops.
+
+    The weight and bias have the normalised axes' shape and broadcast against
+    the trailing axes of (N, ...), in ONNX as in NumPy.
+    """
+    if opset >= 17:
+        inputs = [
+            x,
+            graph.constant(f"{prefix}weight", layer.weight.data),
+            graph.constant(f"{prefix}bias", layer.bias.data),
+        ]
+        return graph.node(
+            "LayerNormalization", inputs, f"{prefix}LayerNormalization",
+            axis=layer.begin_axis, epsilon=float(layer.eps),
+        )  # fmt: skip
+    slices = int(np.prod(layer.input_shape[: layer.begin_axis - 1]))  # 1 when every per-sample axis is normalised
+    standardised = _emit_group_standardise(graph, x, slices, layer.eps, prefix)
+    return _emit_affine(graph, standardised, layer.weight.data, layer.bias.data, prefix)

@@ -20,6 +20,8 @@ weight (``reader.layer_name``) so that the model's state_dict keeps ONNX's names
     Flatten, Reshape         Flatten, when the result is (N, features)
     Add, Concat              Add, Concatenate
     Dropout, Identity        Dropout; nothing
+    Slice                    nothing, where it keeps every position (to_onnx writes one after a ceil-mode pool
+                             whose size older readers would overcount)
     Resize                   Upsample2D (integer factors; "nearest" and "linear" where they equal PyTorch's)
 
 The attributes' translations (padding, transposed padding, upsampling) are
@@ -309,6 +311,29 @@ def identity(reader, node, attrs):
     return reader.tensor(node.input[0])
 
 
+def slice_whole(reader, node, attrs):
+    """A Slice that keeps every position of its input: the input itself; anything else is refused."""
+    x = reader.tensor(node.input[0])
+    rank = len(x.shape) + 1
+    starts, ends = (reader.constant(node.input[index], what) for index, what in ((1, "its starts"), (2, "its ends")))
+    axes_name, steps_name = _optional_input(node, 3), _optional_input(node, 4)
+    axes = range(len(starts)) if axes_name is None else reader.constant(axes_name, "its axes")
+    steps = np.ones(len(starts)) if steps_name is None else reader.constant(steps_name, "its steps")
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        axis = int(axis) % rank
+        size = None if axis == 0 else x.shape[axis - 1]
+        # ONNX clamps: a start at or before -size is 0, an end at or past the size is the size
+        # (the batch size is unknown: there only the largest int64 keeps everything).
+        from_start = start == 0 or (size is not None and start <= -size)
+        to_end = end >= (np.iinfo(np.int64).max if size is None else size)
+        if not (step == 1 and from_start and to_end):
+            raise ValueError(
+                f"only a Slice that keeps every position is supported, got starts {list(starts)}, ends {list(ends)}, "
+                f"axes {list(axes)}, steps {list(steps)} for (N, *{x.shape})"
+            )
+    return x
+
+
 def resize(reader, node, attrs):
     x = _image_input(reader, node)
     scales_name, sizes_name = _optional_input(node, 2), _optional_input(node, 3)
@@ -344,5 +369,6 @@ CONVERTERS = {
     "Dropout": dropout,
     "Identity": identity,
     "Resize": resize,
+    "Slice": slice_whole,
 }
 SUPPORTED_OPS = tuple(sorted(CONVERTERS))

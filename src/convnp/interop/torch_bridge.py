@@ -160,7 +160,8 @@ def from_torch(module_or_state_dict, input_shape: tuple[int, ...] | None = None,
         trace, or a state_dict without ``model``.
     ValueError
         For supported modules or calls with settings convnp lacks (e.g.
-        ``ceil_mode=True``), weights of modules that forward never calls, or a
+        ``return_indices=True``, or a pad module that does not fold exactly into
+        the pool after it), weights of modules that forward never calls, or a
         missing ``input_shape``.
     KeyError
         When a state_dict does not fit ``model``.

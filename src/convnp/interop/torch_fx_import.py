@@ -15,10 +15,11 @@ Each node becomes:
     torch.flatten(x, 1), x.flatten(1), x.view(x.size(0), -1), x.reshape(x.shape[0], -1)
                                      Flatten
     F.relu, torch.relu, x.relu() (in place or not), sigmoid, tanh, F.leaky_relu, F.elu,
-    softmax(dim=1)                   the activation layer
+    softmax(dim)                     the activation layer (Softmax along any axis but the batch's)
     F.interpolate                    Upsample2D (nearest or bilinear, whole-number scale)
     F.adaptive_avg_pool2d            AdaptiveAvgPool2D
-    F.pad, ZeroPad2d, ConstantPad2d  folded into the padding of the conv or pool they feed
+    F.pad, ZeroPad2d, ConstantPad2d  folded into the padding of the conv or pool they feed, where that is
+                                     exact (torch_padding.py)
     x.size(0), x.shape[0], x.size()  sizes, read by view and reshape
     output                           the model's output (one tensor)
 
@@ -52,13 +53,13 @@ from convnp.interop.torch_layers import (
     IGNORED_SUFFIX,
     check,
     gaussian_class,
-    is_pad_module,
     layer_from_module,
     module_dtype,
     softmax_layer,
     to_numpy,
     upsample_layer,
 )
+from convnp.interop.torch_padding import check_pad_value, is_pad_module
 from convnp.nn.activations import ELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from convnp.nn.dense import Flatten
 from convnp.nn.graph import Model
@@ -226,9 +227,7 @@ class _Importer:
         source = self.values.get(node.args[0]) if isinstance(node.args[0], self.torch.fx.Node) else None
         pad = None
         if isinstance(source, _Padded):
-            expected = float("-inf") if type(module) is self.nn.MaxPool2d else 0.0
-            if source.value != expected:
-                raise ValueError(f"from_torch: {source.where} must pad with {expected} in front of {where}")
+            check_pad_value(source.value, source.where, module, where, self.nn)
             pad, source = (source.where, source.sides), source.of
         else:
             source = self.tensor(node.args[0], where)
@@ -368,7 +367,7 @@ class _Importer:
 
 _SUPPORTED_CALLS = (
     "modules of the table in torch_layers, +, torch.add, torch.cat, torch.flatten, x.flatten(1), "
-    "x.view(x.size(0), -1), x.reshape(...), relu, sigmoid, tanh, F.leaky_relu, F.elu, softmax(dim=1), "
+    "x.view(x.size(0), -1), x.reshape(...), relu, sigmoid, tanh, F.leaky_relu, F.elu, softmax(dim), "
     "F.interpolate, F.adaptive_avg_pool2d, F.pad before a conv or pool (see docs/interop.md)"
 )
 

@@ -7,27 +7,27 @@ any module torch.fx traces).
 
     convnp layer          PyTorch modules (roles, in order)
     Conv2D                [pad] Conv2d [activation]
-    MaxPool2D             [pad: ConstantPad2d(-inf)] MaxPool2d
-    AvgPool2D             [pad: ZeroPad2d] AvgPool2d(count_include_pad=True)
+    MaxPool2D             [pad: ConstantPad2d(-inf)] MaxPool2d(dilation, ceil_mode)
+    AvgPool2D             [pad: ZeroPad2d] AvgPool2d(ceil_mode, count_include_pad)
     GlobalAvgPool2D       AdaptiveAvgPool2d(1), flatten: Flatten
     AdaptiveAvgPool2D     AdaptiveAvgPool2d(output size)
     ConvTranspose2D       ConvTranspose2d
     Upsample2D            Upsample(scale_factor, mode; bilinear with align_corners=False)
     Dense                 Linear [activation]
     Flatten, Identity     Flatten, Identity
-    ReLU, LeakyReLU(alpha), ELU(alpha), Sigmoid, Tanh, Softmax, Dropout(p)
-                          ReLU, LeakyReLU(negative_slope=alpha), ELU(alpha), Sigmoid, Tanh, Softmax(dim=1), Dropout(p)
+    ReLU, LeakyReLU(alpha), ELU(alpha), Sigmoid, Tanh, Softmax(axis), Dropout(p)
+                          ReLU, LeakyReLU(negative_slope=alpha), ELU(alpha), Sigmoid, Tanh, Softmax(dim=axis),
+                          Dropout(p)
     Gaussian              TorchGaussian (exp(-x**2); defined here, created on first use)
     BatchNorm1D/2D        BatchNorm1d/2d (weight, bias, running_mean, running_var, eps, momentum)
     GroupNorm(G)          GroupNorm(G, C)
-    LayerNorm             LayerNorm(per-sample shape)
+    LayerNorm             LayerNorm(normalized_shape; the per-sample shape when None)
 
 The "main" module holds the layer's parameters under the layer's own keys
 ("weight", "running_mean"). A fused ``activation`` of Conv2D/Dense becomes a
-module after it; padding that resolves to unequal sides ("same" with an even
-kernel, or with stride > 1) becomes a pad module in front, since PyTorch's
-layers pad both sides alike. Going back, a pad module in front of a conv or
-pool folds into that layer's padding.
+module after it; padding that resolves to unequal sides becomes a pad module
+in front, and going back a pad module in front of a conv or pool folds into
+that layer's padding where that is exact (``torch_padding.py``).
 
 ``torch`` is imported only inside these functions.
 """
@@ -37,7 +37,15 @@ from __future__ import annotations
 import numpy as np
 
 from convnp._optional import require
-from convnp.functional.geometry import conv_geometry, normalize_padding, pair
+from convnp.functional.geometry import pair
+from convnp.interop.torch_padding import (
+    check_folded_pool,
+    folded_count_include_pad,
+    folded_padding,
+    needs_pad_module,
+    pad_module,
+    torch_window,
+)
 from convnp.nn.activations import ELU, Gaussian, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from convnp.nn.conv import Conv2D
 from convnp.nn.conv_transpose import ConvTranspose2D
@@ -50,16 +58,15 @@ from convnp.nn.pooling import AdaptiveAvgPool2D, AvgPool2D, GlobalAvgPool2D, Max
 from convnp.nn.upsample import Upsample2D
 
 __all__ = [
-    "INSTALL_HINT", "IGNORED_SUFFIX", "SUPPORTED_MODULES", "gaussian_class", "resolved_pads", "module_roles",
-    "torch_modules", "layer_from_module", "upsample_layer", "softmax_layer", "check", "pad_sides",
-    "is_pad_module", "module_dtype", "to_numpy",
+    "INSTALL_HINT", "IGNORED_SUFFIX", "SUPPORTED_MODULES", "gaussian_class", "module_roles", "torch_modules",
+    "layer_from_module", "upsample_layer", "softmax_layer", "check", "module_dtype", "to_numpy",
 ]  # fmt: skip
 
 INSTALL_HINT = "pip install torch (see https://pytorch.org for the build that fits your machine)"
 IGNORED_SUFFIX = "num_batches_tracked"
 SUPPORTED_MODULES = (
     "Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Upsample (nearest, bilinear), Linear, "
-    "Flatten, Identity, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, TorchGaussian, Softmax(dim=1), Dropout, BatchNorm1d, "
+    "Flatten, Identity, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, TorchGaussian, Softmax, Dropout, BatchNorm1d, "
     "BatchNorm2d, GroupNorm, LayerNorm, and ZeroPad2d/ConstantPad2d in front of a conv or pool"
 )
 
@@ -92,20 +99,6 @@ def gaussian_class():
 
 
 # ------------------------------------------------------------------ convnp -> torch
-def resolved_pads(layer: Layer) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of a built conv or pool layer, "same" resolved."""
-    dilation = layer.dilation if isinstance(layer, Conv2D) else (1, 1)
-    pads, _ = conv_geometry(
-        layer.input_shape[1:], layer.kernel_size, layer.stride, layer.padding, dilation, layer.label
-    )
-    return pads
-
-
-def _needs_pad_module(layer: Layer) -> bool:
-    top, bottom, left, right = resolved_pads(layer)
-    return top != bottom or left != right
-
-
 def module_roles(layer: Layer) -> list[str]:
     """The PyTorch modules one convnp layer becomes, by role, in order.
 
@@ -114,7 +107,7 @@ def module_roles(layer: Layer) -> list[str]:
     "flatten" (after the AdaptiveAvgPool2d of a GlobalAvgPool2D).
     """
     if isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D)):
-        roles = ["pad", "main"] if _needs_pad_module(layer) else ["main"]
+        roles = ["pad", "main"] if needs_pad_module(layer) else ["main"]
     elif isinstance(layer, GlobalAvgPool2D):
         roles = ["main", "flatten"]
     else:
@@ -139,7 +132,7 @@ def _parameter_free_module(layer: Layer, nn):
     if isinstance(layer, Gaussian):
         return gaussian_class()()
     if isinstance(layer, Softmax):
-        return nn.Softmax(dim=1)
+        return nn.Softmax(dim=layer.axis)
     if isinstance(layer, Dropout):
         return nn.Dropout(p=layer.p)
     if isinstance(layer, Identity):
@@ -155,18 +148,15 @@ def _torch_main(layer: Layer, nn, where: str):
     if module is not None:
         return module
     if isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D)):
-        top, bottom, left, right = resolved_pads(layer)
-        # Unequal sides are padded by the pad module in front; equal ones by the layer.
-        padding = (0, 0) if _needs_pad_module(layer) else (top, left)
+        window = torch_window(layer, where)  # padding (none behind a pad module), a pool's ceil_mode
         if isinstance(layer, Conv2D):
             return nn.Conv2d(
                 layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                padding=padding, dilation=layer.dilation, groups=layer.groups,
-                bias=layer.bias is not None,
+                dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None, **window,
             )  # fmt: skip
         if isinstance(layer, MaxPool2D):
-            return nn.MaxPool2d(layer.kernel_size, stride=layer.stride, padding=padding)
-        return nn.AvgPool2d(layer.kernel_size, stride=layer.stride, padding=padding, count_include_pad=True)
+            return nn.MaxPool2d(layer.kernel_size, stride=layer.stride, dilation=layer.dilation, **window)
+        return nn.AvgPool2d(layer.kernel_size, stride=layer.stride, count_include_pad=layer.count_include_pad, **window)
     if isinstance(layer, ConvTranspose2D):
         return nn.ConvTranspose2d(
             layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
@@ -191,7 +181,7 @@ def _torch_main(layer: Layer, nn, where: str):
     if isinstance(layer, GroupNorm):
         return nn.GroupNorm(layer.num_groups, layer.input_shape[0], eps=layer.eps)
     if isinstance(layer, LayerNorm):
-        return nn.LayerNorm(list(layer.input_shape), eps=layer.eps)
+        return nn.LayerNorm(list(layer.normalized_shape or layer.input_shape), eps=layer.eps)
     raise TypeError(f"to_torch: {where} ({type(layer).__name__}) has no PyTorch equivalent")
 
 
@@ -203,11 +193,7 @@ def torch_modules(layer: Layer, nn, where: str) -> list[tuple[str, object]]:
     modules = []
     for role in module_roles(layer):
         if role == "pad":
-            top, bottom, left, right = resolved_pads(layer)
-            if isinstance(layer, MaxPool2D):  # padding never wins a max
-                modules.append((role, nn.ConstantPad2d((left, right, top, bottom), float("-inf"))))
-            else:
-                modules.append((role, nn.ZeroPad2d((left, right, top, bottom))))
+            modules.append((role, pad_module(layer, nn)))
         elif role == "main":
             modules.append((role, _torch_main(layer, nn, where)))
         elif role == "flatten":
@@ -246,49 +232,6 @@ def check(condition: bool, where: str, module, what: str) -> None:
         raise ValueError(f"from_torch: {where}{shown} is not supported: {what}")
 
 
-def is_pad_module(module, nn) -> bool:
-    return type(module) in (nn.ZeroPad2d, nn.ConstantPad2d)
-
-
-def pad_sides(module, where: str, following, nn) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of a ZeroPad2d/ConstantPad2d in front of the module ``following``.
-
-    A pad in front of a max pool must pad with -inf (padding never wins a max),
-    any other with zeros; sides must be non-negative.
-    """
-    left, right, top, bottom = module.padding
-    expected = float("-inf") if type(following) is nn.MaxPool2d else 0.0
-    if module.value != expected or min(module.padding) < 0:
-        raise ValueError(
-            f"from_torch: {where} ({module!r}) must pad with {expected} (non-negative sides) "
-            f"in front of {type(following).__name__}"
-        )
-    return (top, bottom, left, right)
-
-
-def _convnp_padding(module, where: str, pad, kernel, stride, dilation, input_hw):
-    """The convnp ``padding`` argument for a torch conv/pool plus an optional pad ``(where, sides)`` in front."""
-    if isinstance(module.padding, str):  # Conv2d(padding="same" | "valid")
-        own = normalize_padding(module.padding, kernel, stride, dilation)
-        if pad is None:
-            return module.padding
-    else:
-        ph, pw = _int_pair(module.padding, "padding", minimum=0)
-        own = (ph, ph, pw, pw)
-        if pad is None:
-            return (own[0], own[2])
-    pad_where, sides = pad
-    top, bottom, left, right = (a + b for a, b in zip(own, sides))
-    if top == bottom and left == right:
-        return (top, left)
-    if (top, bottom, left, right) == normalize_padding("same", kernel, stride, dilation, input_hw):
-        return "same"
-    raise ValueError(
-        f"from_torch: the pad module at {pad_where} and {where} ({type(module).__name__}) pad "
-        f"({top}, {bottom}, {left}, {right}) (top, bottom, left, right); convnp takes equal sides or 'same' only"
-    )
-
-
 def upsample_layer(size, scale_factor, mode, align_corners, shape, where: str, module=None, name=None) -> Upsample2D:
     """The Upsample2D of ``nn.Upsample`` or ``F.interpolate`` arguments, for per-sample input ``shape``.
 
@@ -314,11 +257,16 @@ def upsample_layer(size, scale_factor, mode, align_corners, shape, where: str, m
 
 
 def softmax_layer(dim, shape, where: str, module=None, name=None) -> Softmax:
-    """The Softmax of ``nn.Softmax(dim)`` or ``softmax(x, dim)`` on per-sample ``shape``: dim must be axis 1."""
-    # dim=None is PyTorch's legacy choice: 1 for 2-D and 4-D inputs.
-    dims = {1, -len(shape)} | ({None} if len(shape) in (1, 3) else set())
-    check(dim in dims, where, module, "softmax must run along axis 1 (the channels)")
-    return Softmax(name=name)
+    """The Softmax of ``nn.Softmax(dim)`` or ``softmax(x, dim)`` on per-sample ``shape``: any axis but the batch's."""
+    rank = len(shape) + 1
+    if dim is None:  # PyTorch's legacy choice: dim 0 for 0-, 1- and 3-D tensors, 1 otherwise
+        check(rank != 3, where, module, "dim=None picks the batch axis (dim 0) of 3-D inputs")
+        return Softmax(name=name)
+    check(
+        isinstance(dim, int) and -rank <= dim < rank and dim % rank != 0, where, module,
+        f"dim must be an axis of the {rank}-D input other than the batch axis (0 or {-rank})",
+    )  # fmt: skip
+    return Softmax(axis=dim, name=name)
 
 
 def layer_from_module(module, nn, shape: tuple[int, ...], where: str, pad=None, name: str | None = None) -> Layer:
@@ -337,7 +285,7 @@ def layer_from_module(module, nn, shape: tuple[int, ...], where: str, pad=None, 
     if type(module) is nn.Conv2d:
         check(module.padding_mode == "zeros", where, module, "padding_mode must be 'zeros'")
         kernel, stride, dilation = (_int_pair(v) for v in (module.kernel_size, module.stride, module.dilation))
-        padding = _convnp_padding(module, where, pad, kernel, stride, dilation, shape[1:])
+        padding = folded_padding(module, pad, kernel, stride, dilation, shape[1:])
         return Conv2D(
             module.out_channels, kernel, stride=stride, padding=padding, dilation=dilation,
             groups=module.groups, use_bias=module.bias is not None, in_channels=module.in_channels, name=name,
@@ -351,18 +299,19 @@ def layer_from_module(module, nn, shape: tuple[int, ...], where: str, pad=None, 
             in_channels=module.in_channels, name=name,
         )  # fmt: skip
     if type(module) in (nn.MaxPool2d, nn.AvgPool2d):
-        check(not module.ceil_mode, where, module, "ceil_mode must be False")
         kernel, stride = _int_pair(module.kernel_size), _int_pair(module.stride)
         if isinstance(module, nn.MaxPool2d):
-            check(_int_pair(module.dilation) == (1, 1), where, module, "dilation must be 1")
             check(not module.return_indices, where, module, "return_indices must be False")
-            cls = MaxPool2D
+            dilation = _int_pair(module.dilation)
+            cls, options = MaxPool2D, {"dilation": dilation}
         else:
-            check(module.count_include_pad, where, module, "count_include_pad must be True")
             check(module.divisor_override is None, where, module, "divisor_override must be None")
-            cls = AvgPool2D
-        padding = _convnp_padding(module, where, pad, kernel, stride, (1, 1), shape[1:])
-        return cls(kernel, stride=stride, padding=padding, name=name)
+            dilation = (1, 1)
+            cls, options = AvgPool2D, {"count_include_pad": folded_count_include_pad(module, where, pad)}
+        padding = folded_padding(module, pad, kernel, stride, dilation, shape[1:])
+        layer = cls(kernel, stride=stride, padding=padding, ceil_mode=bool(module.ceil_mode), name=name, **options)
+        check_folded_pool(module, where, pad, layer, shape)
+        return layer
     if type(module) is nn.AdaptiveAvgPool2d:
         size = module.output_size
         return AdaptiveAvgPool2D(tuple(size) if isinstance(size, (tuple, list)) else size, name=name)
@@ -401,12 +350,9 @@ def layer_from_module(module, nn, shape: tuple[int, ...], where: str, pad=None, 
     if type(module) is nn.GroupNorm:
         check(shape[0] == module.num_channels, where, module, f"input shape {shape} has {shape[0]} channels")
         return GroupNorm(module.num_groups, eps=module.eps, name=name)
-    if type(module) is nn.LayerNorm:
-        check(
-            tuple(module.normalized_shape) == tuple(shape), where, module,
-            f"normalized_shape must be the whole per-sample shape {tuple(shape)}",
-        )  # fmt: skip
-        return LayerNorm(eps=module.eps, name=name)
+    if type(module) is nn.LayerNorm:  # LayerNorm checks that normalized_shape ends the per-sample shape
+        normalized_shape = tuple(module.normalized_shape)
+        return LayerNorm(None if normalized_shape == tuple(shape) else normalized_shape, module.eps, name=name)
     raise TypeError(f"from_torch: {where} ({kind}) is not supported; supported: {SUPPORTED_MODULES}")
 
 

@@ -1,27 +1,21 @@
 """A convnp ``Sequential`` and a ``torch.nn.Sequential``, both ways, and the state_dict key map between them.
 
 One convnp layer becomes one or more torch modules (``torch_layers.py``: a pad
-module in front, a fused activation after, ``Flatten`` after global pooling),
+module in front (``torch_padding.py``), a fused activation after, ``Flatten``
+after global pooling),
 so the two state_dicts key the same arrays under shifted indices;
 ``torch_key_map(model)`` relates them. A ``Residual`` block becomes one module,
 a ``torch.fx.GraphModule`` holding its layers under the block's own keys
 (``torch_graph_export.py``). Going back, a pad module folds into the conv or
-pool after it, and ``AdaptiveAvgPool2d(1), Flatten()`` become one
+pool after it where that is exact, and ``AdaptiveAvgPool2d(1), Flatten()`` become one
 ``GlobalAvgPool2D``.
 """
 
 from __future__ import annotations
 
 from convnp.interop.torch_graph_export import block_module, is_block
-from convnp.interop.torch_layers import (
-    is_pad_module,
-    layer_from_module,
-    module_dtype,
-    module_roles,
-    pad_sides,
-    to_numpy,
-    torch_modules,
-)
+from convnp.interop.torch_layers import layer_from_module, module_dtype, module_roles, to_numpy, torch_modules
+from convnp.interop.torch_padding import is_pad_module, pad_sides
 from convnp.nn.layer import Layer
 from convnp.nn.pooling import GlobalAvgPool2D
 from convnp.nn.sequential import Sequential
