@@ -14,17 +14,7 @@ from convnp import nn
 from convnp.files.model_file import META_KEY, ModelFileError
 from convnp.models import resnet20
 from tests.fuzzing import FUZZ
-from tests.model_files import read_entries, rewrite
-
-
-def branching_model() -> nn.Model:
-    inputs = nn.Input((2, 6, 6))
-    stem = nn.ReLU()(nn.BatchNorm2D(name="stem_bn")(nn.Conv2D(4, 3, padding=1, name="stem")(inputs)))
-    left = nn.Conv2D(4, 3, padding=1)(stem)
-    joined = nn.Concatenate(axis=1)([nn.Add()([left, stem]), stem])
-    block = nn.Residual([nn.Conv2D(8, 3, padding=1), nn.BatchNorm2D()], shortcut=[nn.Conv2D(8, 1)])(joined)
-    out = nn.Dense(3, name="head")(nn.Flatten()(nn.GlobalAvgPool2D()(block)))
-    return nn.Model(inputs, out, seed=0)
+from tests.model_files import branching_model, read_entries, rewrite
 
 
 @pytest.mark.parametrize("build", [branching_model, lambda: resnet20((1, 8, 8), seed=1)])
