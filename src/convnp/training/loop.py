@@ -86,6 +86,8 @@ def fit(
     hooks.on_train_begin()  # a BackupAndRestore moves the run to its checkpoint here
     with DeferredInterrupt() as interrupt:
         for epoch in range(run.epoch, epochs):
+            if model.stop_training:  # a callback stopped the run at the previous epoch end (before a resume too)
+                break
             order = run.shuffle_rng.permutation(len(x)) if run.shuffle else np.arange(len(x))
             hooks.on_epoch_begin(epoch)
             progress = EpochProgress(epoch, epochs, len(x), verbose)
@@ -119,8 +121,6 @@ def fit(
             hooks.on_epoch_end(epoch, logs)  # History records the logs, a BackupAndRestore writes
             if interrupt.requested:
                 raise KeyboardInterrupt(f"fit: interrupted after epoch {epoch + 1}{saved_note(run)}")
-            if model.stop_training:
-                break
         if interrupt.requested:  # a Ctrl-C after the last check must not be lost
             raise KeyboardInterrupt("fit: interrupted")
     hooks.on_train_end()
