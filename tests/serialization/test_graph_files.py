@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import convnp
 from convnp import nn
 from convnp.files.model_file import META_KEY, ModelFileError
 from convnp.models import resnet20
-from tests.fuzzing import FUZZ
+from tests.fuzzing import fuzz
 from tests.model_files import branching_model, read_entries, rewrite
 
 
@@ -70,7 +70,7 @@ def test_crafted_graph_descriptions_raise_model_file_error(tmp_path, edit, messa
 _GRAPH = branching_model()
 
 
-@settings(FUZZ, max_examples=300)
+@fuzz(300)
 @given(st.data())
 def test_fuzzed_graph_wiring_only_ever_raises_model_file_error(tmp_path_factory, data):
     path = _GRAPH.save(tmp_path_factory.mktemp("fuzz") / "graph.npz")
