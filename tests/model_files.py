@@ -51,6 +51,13 @@ def branching_model() -> nn.Model:
     return nn.Model(inputs, out, seed=0)
 
 
+def writer_model(seed: int) -> convnp.Sequential:
+    """About 2 MB of weights, so that two processes saving it to one path overlap."""
+    return convnp.Sequential(
+        [nn.Conv2D(8, 3, padding=1), nn.BatchNorm2D(), nn.Flatten(), nn.Dense(64)], input_shape=(3, 32, 32), seed=seed
+    )
+
+
 def data(dtype: str = "float32", n: int = 16):
     rng = np.random.default_rng(1)
     return rng.random((n, 1, 6, 6)).astype(dtype), rng.integers(0, 3, n)

@@ -1,12 +1,17 @@
-"""The model file format: checksums, format versions, atomic saves, plain .npz content, and
-the optimizer state and extra arrays stored beside a model (convnp.files.model_file).
+"""The model file format: checksums, format versions, atomic saves (two processes saving to
+one path at once too), plain .npz content, and the optimizer state and extra arrays stored
+beside a model (convnp.files.model_file).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
+import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +37,7 @@ from tests.model_files import (
     read_entries,
     rewrite,
     rich_model,
+    writer_model,
 )
 
 
@@ -318,3 +324,49 @@ def test_extra_arrays_are_stored_beside_extra_and_covered_by_the_checksum(tmp_pa
 
 def test_a_model_file_without_extra_arrays_has_none(saved):
     assert extra_arrays(load_file(saved[1])[1]) == {}
+
+
+# -------------------------------------------------------------- two writers
+_SAVER = """
+import sys
+from tests.model_files import writer_model
+
+path, seed = sys.argv[1], int(sys.argv[2])
+model = writer_model(seed)
+for _ in range(20):
+    model.save(path)
+"""
+
+
+def test_two_processes_saving_a_model_to_one_path_leave_one_complete_loadable_file(tmp_path):
+    """Loads in between and afterwards succeed and give one writer's whole model, never a mix."""
+    path = tmp_path / "shared.npz"
+    expected = {seed: writer_model(seed).state_dict() for seed in (1, 2)}
+    source_root = str(Path(convnp.__file__).resolve().parents[1])
+    repository = str(Path(__file__).resolve().parents[2])  # for tests.model_files
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source_root, repository, os.environ.get("PYTHONPATH", "")])}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _SAVER, str(path), str(seed)], env=env, stderr=subprocess.PIPE)
+        for seed in expected
+    ]
+
+    def whose(state) -> int:
+        matches = [
+            seed
+            for seed, reference in expected.items()
+            if all(np.array_equal(state[k], v) for k, v in reference.items())
+        ]
+        assert len(matches) == 1, "a model file mixing the two writers' arrays"
+        return matches[0]
+
+    seen = []
+    while any(writer.poll() is None for writer in writers):
+        if path.exists():
+            seen.append(whose(convnp.load(path).state_dict()))
+        time.sleep(0.002)
+    for writer in writers:
+        assert writer.wait() == 0, writer.stderr.read().decode()
+        writer.stderr.close()
+    assert whose(convnp.load(path).state_dict()) in (1, 2)
+    assert seen, "no load happened while the writers ran"
+    assert files_in(tmp_path) == ["shared.npz"]  # no temporary file left behind
