@@ -20,6 +20,7 @@ so ``from convnp.serialization import load_file, ModelFileError`` keeps working.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -157,17 +158,16 @@ def check_state(model: Network, state: Mapping[str, np.ndarray], where: str = "c
     missing = [key for key in needed if key not in state]
     unexpected = [key for key in state if key not in needed]
     if missing or unexpected:
-        needers = list(dict.fromkeys(needed[key][1].label for key in missing))
+        needed_by = list(dict.fromkeys(needed[key][1].label for key in missing))
         raise ModelFileError(
-            f"{mismatch}: missing keys {missing}{f' (needed by {needers})' if needers else ''}, "
+            f"{mismatch}: missing keys {missing}{f' (needed by {needed_by})' if needed_by else ''}, "
             f"unexpected keys {unexpected}"
         )
     for key, (shape, layer) in needed.items():
         if state[key].shape != shape:
-            values = np.prod(shape, dtype=object)
             raise ModelFileError(
                 f"{mismatch}: {key} ({layer.label}) expects shape {shape}, got {state[key].shape} "
-                f"(the description implies {values:,} values there)"
+                f"(the description implies {math.prod(shape):,} values there)"
             )
 
 
@@ -186,8 +186,5 @@ def load(path: str | os.PathLike) -> Network:
         model = build_from_architecture(meta, where)
     state = model_state(arrays)
     check_state(model, state, where)
-    try:
-        model.load_state_dict(state)
-    except (KeyError, ValueError) as error:
-        raise ModelFileError(f"{where} does not match its own architecture ({error})") from error
+    model.load_state_dict(state)  # copies: the model owns its arrays
     return model
