@@ -63,7 +63,9 @@ class WeightAverage(callbacks.Callback):
         self.average = dict(arrays)
 
 
-def run(checkpoint=None, interrupt: Interrupt | None = None, model=None, optimizer=None):
+def run(checkpoint=None, interrupt: callbacks.Callback | None = None, model=None, optimizer=None):
+    """The run of the tests: Adam with a step schedule, EarlyStopping (patience 1, best weights restored),
+    WeightAverage, then ``interrupt``; resumed from ``checkpoint`` when given."""
     x, y = dataset()
     model = make_model() if model is None else model
     optimizer = make_optimizer("adam", model.parameters()) if optimizer is None else optimizer
@@ -77,23 +79,22 @@ def run(checkpoint=None, interrupt: Interrupt | None = None, model=None, optimiz
     return model, stopper, average, history
 
 
+class Snapshots(callbacks.Callback):
+    """Records the weights at every epoch end."""
+
+    def __init__(self) -> None:
+        self.states: list[dict] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        self.states.append(self.model.state_dict())
+
+
 @cache
 def reference():
     """The uninterrupted run, and the weights at the end of each epoch."""
     snapshots = Snapshots()
     result = run(interrupt=snapshots)
     return result, snapshots.states
-
-
-class Snapshots(Interrupt):
-    """Records the weights at every epoch end (an Interrupt that never interrupts)."""
-
-    def __init__(self) -> None:
-        super().__init__("never", epoch=-1)
-        self.states: list[dict] = []
-
-    def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        self.states.append(self.model.state_dict())
 
 
 def assert_same_end(result, expected) -> None:
