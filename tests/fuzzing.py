@@ -1,21 +1,36 @@
 """Shared pieces of the file-reader fuzz tests: Hypothesis settings and byte mutations.
 
-Import as ``from tests.fuzzing import FUZZ, mutate, mutations``. Examples are
-derandomised, so every fuzz test is deterministic.
+Import as ``from tests.fuzzing import FUZZ, fuzz, mutate, mutations``. Examples are
+derandomised, so every fuzz test is deterministic. ``FUZZ`` runs 1000 examples per
+test, ``fuzz(n)`` n; the environment variable ``CONVNP_FUZZ_EXAMPLES`` overrides both,
+for a longer campaign outside the test suite (docs/guarantees.md records one):
+
+    CONVNP_FUZZ_EXAMPLES=20000 python -m pytest tests/serialization/test_description_fuzz.py
 """
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-FUZZ = settings(
-    max_examples=1000,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+#: Examples per fuzz test when set (a campaign); otherwise each test's own count.
+CAMPAIGN_EXAMPLES = int(os.environ.get("CONVNP_FUZZ_EXAMPLES", "0")) or None
+
+
+def fuzz(max_examples: int = 1000) -> settings:
+    """Derandomised settings for ``max_examples`` examples (or the campaign's count)."""
+    return settings(
+        max_examples=CAMPAIGN_EXAMPLES or max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+FUZZ = fuzz()
 
 
 def mutations(max_insert: int = 8):

@@ -1,5 +1,6 @@
-"""Shared helpers for the model-file tests: a model with every kind of stored array, and
-ways to read, change and re-write the entries of a saved file.
+"""Shared helpers for the model-file tests: a model with every kind of stored array, a graph
+model, ways to read, change and re-write the entries of a saved file, and the peak memory
+a call allocates.
 
 Import as ``from tests.model_files import rich_model, ...``; the ``saved`` fixture
 (tests/conftest.py) trains and saves ``rich_model()``.
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import tracemalloc
+from collections.abc import Callable
 
 import numpy as np
 
@@ -34,6 +37,24 @@ def rich_model(dtype: str = "float32") -> convnp.Sequential:
         input_shape=(1, 6, 6),
         dtype=dtype,
         seed=0,
+    )
+
+
+def branching_model() -> nn.Model:
+    """A graph: a named stem, an Add and a Concatenate that read the stem twice, a Residual block with a projection."""
+    inputs = nn.Input((2, 6, 6))
+    stem = nn.ReLU()(nn.BatchNorm2D(name="stem_bn")(nn.Conv2D(4, 3, padding=1, name="stem")(inputs)))
+    left = nn.Conv2D(4, 3, padding=1)(stem)
+    joined = nn.Concatenate(axis=1)([nn.Add()([left, stem]), stem])
+    block = nn.Residual([nn.Conv2D(8, 3, padding=1), nn.BatchNorm2D()], shortcut=[nn.Conv2D(8, 1)])(joined)
+    out = nn.Dense(3, name="head")(nn.Flatten()(nn.GlobalAvgPool2D()(block)))
+    return nn.Model(inputs, out, seed=0)
+
+
+def writer_model(seed: int) -> convnp.Sequential:
+    """About 2 MB of weights, so that two processes saving it to one path overlap."""
+    return convnp.Sequential(
+        [nn.Conv2D(8, 3, padding=1), nn.BatchNorm2D(), nn.Flatten(), nn.Dense(64)], input_shape=(3, 32, 32), seed=seed
     )
 
 
@@ -80,3 +101,23 @@ def assert_same_state(a: convnp.Sequential, b: convnp.Sequential) -> None:
 
 def files_in(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+def peak_allocation(call: Callable[[], object]) -> tuple[object, int]:
+    """``(call(), peak bytes allocated while it ran)``, measured with tracemalloc (which sees NumPy's arrays).
+
+    An exception from ``call`` is returned in place of its result.
+    """
+    already = tracemalloc.is_tracing()
+    if not already:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    try:
+        result = call()
+    except Exception as error:  # the caller asserts on what came out
+        result = error
+    peak = tracemalloc.get_traced_memory()[1] - base
+    if not already:
+        tracemalloc.stop()
+    return result, peak

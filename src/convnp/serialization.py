@@ -6,8 +6,13 @@ the reader that never unpickles; ``atomic``: the writer). What is here needs
 the layers: ``build_from_architecture`` turns a file's description back into a
 ``Sequential`` or a graph ``Model``, and ``load`` fills it.
 
-``load`` never half-loads: it builds a new model and fills it only once every
-array has been read, verified and shape-checked.
+``load`` allocates nothing the file does not justify and never half-loads. It
+builds the described model shapes only (``convnp.nn.init.shapes_only``: every
+parameter a zero-stride placeholder, no weights drawn), checks that the file
+holds exactly the arrays that model has, each of the shape it implies
+(``check_state``), and only then gives the model the file's arrays. A crafted
+description that declares a huge layer is refused with ``ModelFileError``
+naming the layer, before anything of that size exists.
 
 The names of ``convnp.files`` that code outside it uses are re-exported here,
 so ``from convnp.serialization import load_file, ModelFileError`` keeps working.
@@ -15,7 +20,11 @@ so ``from convnp.serialization import load_file, ModelFileError`` keeps working.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
+
+import numpy as np
 
 from convnp.files.atomic import atomic_write, atomic_write_json, atomic_write_npz
 from convnp.files.model_file import (
@@ -23,6 +32,7 @@ from convnp.files.model_file import (
     ModelFileError,
     architecture,
     arrays_checksum,
+    extra_arrays,
     file_checksum,
     json_default,
     load_file,
@@ -33,6 +43,7 @@ from convnp.files.model_file import (
 from convnp.files.model_file import save_model as save
 from convnp.files.model_metadata import apply_metadata
 from convnp.nn.graph import Model
+from convnp.nn.init import shapes_only
 from convnp.nn.layer import LAYER_REGISTRY, Layer
 from convnp.nn.network import Network
 from convnp.nn.node import Input
@@ -43,9 +54,11 @@ __all__ = [
     "load",
     "load_file",
     "build_from_architecture",
+    "check_state",
     "model_path",
     "model_state",
     "optimizer_state",
+    "extra_arrays",
     "architecture",
     "arrays_checksum",
     "file_checksum",
@@ -128,22 +141,53 @@ def build_from_architecture(meta: dict, where: str = "convnp.load") -> Network:
         raise ModelFileError(f"{where}: the file's architecture description is invalid ({error})") from error
 
 
+def check_state(model: Network, state: Mapping[str, np.ndarray], where: str = "convnp.load") -> None:
+    """Refuse a state that is not exactly the arrays ``model`` has, each of the shape the model gives it.
+
+    ``model`` may be built shapes only: only the shapes of its parameters and
+    buffers are read. Raises ``ModelFileError`` naming the keys that are
+    missing (and the layers that need them) or unexpected, or the first array
+    of another shape with its layer (position and name) and both shapes.
+    """
+    needed = {}
+    for prefix, layer in zip(model.layer_keys(), model.layers):
+        arrays = [(key, param.data) for key, param in layer.named_parameters()] + list(layer.named_buffers())
+        for key, array in arrays:
+            needed[f"{prefix}.{key}"] = (array.shape, layer)
+    mismatch = f"{where} does not match its own architecture"
+    missing = [key for key in needed if key not in state]
+    unexpected = [key for key in state if key not in needed]
+    if missing or unexpected:
+        needed_by = list(dict.fromkeys(needed[key][1].label for key in missing))
+        raise ModelFileError(
+            f"{mismatch}: missing keys {missing}{f' (needed by {needed_by})' if needed_by else ''}, "
+            f"unexpected keys {unexpected}"
+        )
+    for key, (shape, layer) in needed.items():
+        if state[key].shape != shape:
+            raise ModelFileError(
+                f"{mismatch}: {key} ({layer.label}) expects shape {shape}, got {state[key].shape} "
+                f"(the description implies {math.prod(shape):,} values there)"
+            )
+
+
 def load(path: str | os.PathLike) -> Network:
     """Load a model saved with ``model.save`` (or ``save`` here); returns a built ``Sequential`` or ``Model``.
 
     The model gets the saved dtype, parameters and batch-norm running
     statistics, and the ``class_names`` and ``input_stats`` saved with it
     (None when the file has none); ``model.predict`` gives the same outputs
-    as before saving.
+    as before saving. Nothing is allocated for a layer before its shapes have
+    been checked against the arrays in the file (see the module docstring).
     Raises ``FileNotFoundError`` or ``ModelFileError`` (see ``load_file``).
     """
     meta, arrays = load_file(path)
     where = f"convnp.load: {path}"
-    model = build_from_architecture(meta, where)
-    try:
-        model.load_state_dict(model_state(arrays))
-    except (KeyError, ValueError) as error:
-        raise ModelFileError(f"{where} does not match its own architecture ({error})") from error
+    with shapes_only():
+        model = build_from_architecture(meta, where)
+    state = model_state(arrays)
+    check_state(model, state, where)
+    model.load_state_dict(state)  # copies: the model owns its arrays
     try:
         apply_metadata(model, meta)
     except (TypeError, ValueError) as error:

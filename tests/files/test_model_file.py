@@ -1,12 +1,17 @@
-"""The model file format: checksums, format versions, atomic saves, plain .npz content and
-the optimizer state stored beside a model (convnp.files.model_file).
+"""The model file format: checksums, format versions, atomic saves (two processes saving to
+one path at once too), plain .npz content, and the optimizer state and extra arrays stored
+beside a model (convnp.files.model_file).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
+import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +22,12 @@ from convnp.files.model_file import (
     FORMAT_VERSION,
     META_KEY,
     ModelFileError,
+    arrays_checksum,
+    extra_arrays,
+    file_checksum,
     load_file,
     optimizer_state,
+    save_model,
 )
 from tests.model_files import (
     assert_same_state,
@@ -28,6 +37,7 @@ from tests.model_files import (
     read_entries,
     rewrite,
     rich_model,
+    writer_model,
 )
 
 
@@ -114,8 +124,6 @@ def test_an_invalid_format_version_is_refused(tmp_path, saved, version):
 
 def test_a_version_1_file_still_loads(tmp_path, saved):
     """Version 1 (the first format) checksummed the arrays only."""
-    from convnp.files.model_file import arrays_checksum
-
     model, valid = saved
     entries = read_entries(valid)
     meta = description(entries)
@@ -124,6 +132,31 @@ def test_a_version_1_file_still_loads(tmp_path, saved):
     path = tmp_path / "v1.npz"
     rewrite(path, entries, meta)
     assert_same_state(convnp.load(path), model)
+
+
+def test_a_version_2_file_still_loads(tmp_path, saved):
+    """Version 3 added the "extra/" entries; a version 2 file has none and loads as before."""
+    model, valid = saved
+    entries = read_entries(valid)
+    meta = description(entries)
+    meta["format_version"] = 2
+    path = tmp_path / "v2.npz"
+    rewrite(path, entries, meta, fix_checksum=True)
+    assert_same_state(convnp.load(path), model)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_extra_entries_in_a_version_that_has_none_are_refused(tmp_path, saved, version):
+    _, valid = saved
+    entries = read_entries(valid)
+    entries["extra/best"] = np.zeros(3)
+    meta = {**description(entries), "format_version": version}
+    arrays = {key: value for key, value in entries.items() if key != META_KEY}
+    meta["checksum"] = arrays_checksum(arrays) if version == 1 else file_checksum(meta, arrays)
+    path = tmp_path / "old-with-extra.npz"
+    rewrite(path, entries, meta)
+    with pytest.raises(ModelFileError, match="unexpected entry 'extra/best'"):
+        convnp.load(path)
 
 
 def test_missing_file_is_file_not_found(tmp_path):
@@ -267,3 +300,73 @@ def test_a_model_file_without_optimizer_has_no_optimizer_state(saved):
     meta, arrays = load_file(path)
     assert optimizer_state(meta, arrays) is None
     assert all(key.startswith("model/") for key in arrays)
+
+
+# ------------------------------------------------------------- extra arrays
+def test_extra_arrays_are_stored_beside_extra_and_covered_by_the_checksum(tmp_path):
+    model = rich_model()
+    averages = {"0.weight": np.full((3, 1, 3, 3), 0.5, np.float32), "steps": np.arange(4)}
+    path = save_model(model, tmp_path / "m.npz", extra={"note": 1}, extra_arrays=averages)
+    meta, arrays = load_file(path)
+    assert meta["extra"] == {"note": 1} and meta["format_version"] == FORMAT_VERSION == 3
+    loaded = extra_arrays(arrays)
+    assert list(loaded) == list(averages)
+    for key, value in averages.items():
+        assert loaded[key].dtype == value.dtype and np.array_equal(loaded[key], value), key
+    assert_same_state(convnp.load(path), model)  # a model file like any other
+    entries = read_entries(path)
+    entries["extra/steps"] = np.arange(5)
+    assert meta["checksum"] != file_checksum(meta, {k: v for k, v in entries.items() if k != META_KEY})
+    rewrite(path, entries)
+    with pytest.raises(ModelFileError, match="checksum"):
+        load_file(path)
+
+
+def test_a_model_file_without_extra_arrays_has_none(saved):
+    assert extra_arrays(load_file(saved[1])[1]) == {}
+
+
+# -------------------------------------------------------------- two writers
+_SAVER = """
+import sys
+from tests.model_files import writer_model
+
+path, seed = sys.argv[1], int(sys.argv[2])
+model = writer_model(seed)
+for _ in range(20):
+    model.save(path)
+"""
+
+
+def test_two_processes_saving_a_model_to_one_path_leave_one_complete_loadable_file(tmp_path):
+    """Loads in between and afterwards succeed and give one writer's whole model, never a mix."""
+    path = tmp_path / "shared.npz"
+    expected = {seed: writer_model(seed).state_dict() for seed in (1, 2)}
+    source_root = str(Path(convnp.__file__).resolve().parents[1])
+    repository = str(Path(__file__).resolve().parents[2])  # for tests.model_files
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source_root, repository, os.environ.get("PYTHONPATH", "")])}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _SAVER, str(path), str(seed)], env=env, stderr=subprocess.PIPE)
+        for seed in expected
+    ]
+
+    def whose(state) -> int:
+        matches = [
+            seed
+            for seed, reference in expected.items()
+            if all(np.array_equal(state[k], v) for k, v in reference.items())
+        ]
+        assert len(matches) == 1, "a model file mixing the two writers' arrays"
+        return matches[0]
+
+    seen = []
+    while any(writer.poll() is None for writer in writers):
+        if path.exists():
+            seen.append(whose(convnp.load(path).state_dict()))
+        time.sleep(0.002)
+    for writer in writers:
+        assert writer.wait() == 0, writer.stderr.read().decode()
+        writer.stderr.close()
+    assert whose(convnp.load(path).state_dict()) in (1, 2)
+    assert seen, "no load happened while the writers ran"
+    assert files_in(tmp_path) == ["shared.npz"]  # no temporary file left behind

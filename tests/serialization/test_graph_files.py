@@ -6,25 +6,15 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import convnp
 from convnp import nn
 from convnp.files.model_file import META_KEY, ModelFileError
 from convnp.models import resnet20
-from tests.fuzzing import FUZZ
-from tests.model_files import read_entries, rewrite
-
-
-def branching_model() -> nn.Model:
-    inputs = nn.Input((2, 6, 6))
-    stem = nn.ReLU()(nn.BatchNorm2D(name="stem_bn")(nn.Conv2D(4, 3, padding=1, name="stem")(inputs)))
-    left = nn.Conv2D(4, 3, padding=1)(stem)
-    joined = nn.Concatenate(axis=1)([nn.Add()([left, stem]), stem])
-    block = nn.Residual([nn.Conv2D(8, 3, padding=1), nn.BatchNorm2D()], shortcut=[nn.Conv2D(8, 1)])(joined)
-    out = nn.Dense(3, name="head")(nn.Flatten()(nn.GlobalAvgPool2D()(block)))
-    return nn.Model(inputs, out, seed=0)
+from tests.fuzzing import fuzz
+from tests.model_files import branching_model, read_entries, rewrite
 
 
 @pytest.mark.parametrize("build", [branching_model, lambda: resnet20((1, 8, 8), seed=1)])
@@ -80,7 +70,7 @@ def test_crafted_graph_descriptions_raise_model_file_error(tmp_path, edit, messa
 _GRAPH = branching_model()
 
 
-@settings(FUZZ, max_examples=300)
+@fuzz(300)
 @given(st.data())
 def test_fuzzed_graph_wiring_only_ever_raises_model_file_error(tmp_path_factory, data):
     path = _GRAPH.save(tmp_path_factory.mktemp("fuzz") / "graph.npz")

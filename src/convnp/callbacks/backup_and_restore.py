@@ -2,8 +2,10 @@
 
 The checkpoint is an ordinary model file (``convnp.serialization.save``, so it
 is written atomically and ``convnp.load`` reads it) whose JSON ``extra`` holds
-the rest of the run: the position, every random state, the history and the
-callbacks' states. Ctrl-C is deferred to the next batch boundary
+the rest of the run: the position, every random state, the history, whether a
+callback stopped the run, and the callbacks' states, whose arrays (the best
+weights of ``EarlyStopping``) are entries of their own beside it
+("extra/callbacks.<index>.<key>"). Ctrl-C is deferred to the next batch boundary
 (``DeferredInterrupt``) so that a checkpoint always describes a whole number of
 batches.
 
@@ -18,6 +20,7 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,7 @@ from convnp.distributed import on_every_rank, world
 from convnp.serialization import (
     ModelFileError,
     architecture,
+    extra_arrays,
     json_default,
     load_file,
     model_path,
@@ -46,8 +50,10 @@ class BackupAndRestore(Callback):
     The checkpoint holds the model, the optimizer state, every random state
     (shuffling, augmentation, each Dropout layer's generator), the position
     (epoch, batch, and the epoch's running loss and accuracy), the history so
-    far, the ``state_dict()`` of every callback that has one, and the data
-    layout. It is only ever written from finite parameters: otherwise
+    far, whether a callback stopped the run (``model.stop_training``), the
+    ``state_dict()`` of every callback that has one and the ``state_arrays()``
+    of every callback that has those (the best weights of ``EarlyStopping``),
+    and the data layout. It is only ever written from finite parameters: otherwise
     ``TrainingDivergedError`` stops the run and the file on disk stays the last
     good one.
 
@@ -92,6 +98,7 @@ class BackupAndRestore(Callback):
                 )
             )
         run = self.run
+        states, arrays = callback_states(run.callbacks)
         extra = {
             "kind": CHECKPOINT_KIND,
             "epoch": run.epoch,
@@ -100,11 +107,12 @@ class BackupAndRestore(Callback):
             "partial": run.partial,
             "rng": rng_states(self.model, run),
             "history": run.history.to_dict(),
-            "callbacks": [c.state_dict() if hasattr(c, "state_dict") else None for c in run.callbacks],
+            "stop_training": bool(getattr(self.model, "stop_training", False)),
+            "callbacks": states,
         }
         communicator = world()
         if communicator.is_main:
-            save(self.model, self.path, optimizer=self.optimizer, extra=extra)
+            save(self.model, self.path, optimizer=self.optimizer, extra=extra, extra_arrays=arrays)
         communicator.barrier(f"fit: waiting for rank 0 to write {self.path}")
 
     def _exists_on_every_rank(self) -> bool:
@@ -126,13 +134,20 @@ class BackupAndRestore(Callback):
     def _restore(self) -> None:
         run = self.run
         # Everything is read and checked before the model or the optimizer changes.
-        saved, state, optimizer_state_dict = read_checkpoint(self.path, self.model, self.optimizer, run.data_spec)
-        restore_training_state(self.model, self.optimizer, state, optimizer_state_dict)
+        saved, state, optimizer_state_dict, arrays = read_checkpoint(
+            self.path, self.model, self.optimizer, run.data_spec
+        )
+        # The callbacks come after the optimizer: a scheduler's state sets the optimizer's learning rate.
+        restore_training_state(
+            self.model,
+            self.optimizer,
+            state,
+            optimizer_state_dict,
+            lambda: restore_callback_states(run.callbacks, saved.get("callbacks"), arrays),
+        )
         run.history.load_records(saved["history"])
         run.epoch, run.batch, run.partial = int(saved["epoch"]), int(saved["batch"]), saved.get("partial")
-        for callback, callback_state in zip(run.callbacks, saved.get("callbacks") or []):
-            if callback_state is not None and hasattr(callback, "load_state_dict"):
-                callback.load_state_dict(callback_state)
+        self.model.stop_training = bool(saved.get("stop_training", False))
         restore_rng_states(self.model, run, saved["rng"])
 
 
@@ -161,6 +176,32 @@ class DeferredInterrupt:
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+# ---------------------------------------------------------------- callback states
+def callback_states(callbacks: list) -> tuple[list, dict[str, np.ndarray]]:
+    """The callbacks' states as a checkpoint keeps them.
+
+    Returns each callback's ``state_dict()`` (None for one without it) and the
+    arrays of those with ``state_arrays()``, keyed "callbacks.<index>.<key>".
+    """
+    states = [callback.state_dict() if hasattr(callback, "state_dict") else None for callback in callbacks]
+    arrays = {}
+    for index, callback in enumerate(callbacks):
+        if hasattr(callback, "state_arrays"):
+            arrays.update({f"callbacks.{index}.{key}": value for key, value in callback.state_arrays().items()})
+    return states, arrays
+
+
+def restore_callback_states(callbacks: list, states, arrays: dict[str, np.ndarray]) -> None:
+    """Give each callback its saved ``state_dict`` and arrays (see ``callback_states``)."""
+    for callback, state in zip(callbacks, states or []):
+        if state is not None and hasattr(callback, "load_state_dict"):
+            callback.load_state_dict(state)
+    for index, callback in enumerate(callbacks):
+        if hasattr(callback, "load_state_arrays"):
+            prefix = f"callbacks.{index}."
+            callback.load_state_arrays({key[len(prefix) :]: v for key, v in arrays.items() if key.startswith(prefix)})
 
 
 # ---------------------------------------------------------------- random states
@@ -204,10 +245,11 @@ def _same_architecture(model, meta: dict) -> str | None:
     return None
 
 
-def read_checkpoint(path: Path, model, optimizer, data_spec: dict) -> tuple[dict, dict, dict | None]:
+def read_checkpoint(path: Path, model, optimizer, data_spec: dict) -> tuple[dict, dict, dict | None, dict]:
     """Read and check a fit checkpoint against this run; changes nothing.
 
-    Returns ``(saved run, model state, optimizer state)``. Raises
+    Returns ``(saved run, model state, optimizer state, the arrays saved with
+    the run)``. Raises
     ``ModelFileError`` for a damaged file and ``ValueError`` for a checkpoint
     of another model, a plain model file, or another data layout.
     """
@@ -232,16 +274,27 @@ def read_checkpoint(path: Path, model, optimizer, data_spec: dict) -> tuple[dict
         raise ValueError(
             f"fit: the checkpoint {path} holds {saved_optimizer} state, this run uses {type(optimizer).__name__}"
         )
-    return saved, model_state(arrays), optimizer_state(meta, arrays)
+    return saved, model_state(arrays), optimizer_state(meta, arrays), extra_arrays(arrays)
 
 
-def restore_training_state(model, optimizer, state: dict, optimizer_state_dict: dict | None) -> None:
-    """Load model and optimizer state together: on any error, both stay as they were."""
-    model_before = model.state_dict()
+def restore_training_state(
+    model, optimizer, state: dict, optimizer_state_dict: dict | None, restore_callbacks: Callable[[], None]
+) -> None:
+    """Load the model's and the optimizer's state, then ``restore_callbacks()``, together.
+
+    On any error the model and the optimizer stay as they were (callbacks
+    start afresh at the next ``on_train_begin`` anyway).
+    """
+    model_before, optimizer_before = model.state_dict(), optimizer.state_dict()
+    optimizer_changed = False
     try:
         model.load_state_dict(state)
         if optimizer_state_dict is not None:
-            optimizer.load_state_dict(optimizer_state_dict)
+            optimizer.load_state_dict(optimizer_state_dict)  # checks everything before it changes anything
+            optimizer_changed = True
+        restore_callbacks()
     except BaseException:
         model.load_state_dict(model_before)
+        if optimizer_changed:
+            optimizer.load_state_dict(optimizer_before)
         raise

@@ -15,6 +15,13 @@ class Callback:
     position). ``logs`` at epoch end hold that epoch's History entry (loss,
     accuracy, val_loss, val_accuracy, lr, seconds). Setting
     ``self.model.stop_training`` to True ends training after the current epoch.
+
+    A callback with state that a resumed run needs (``fit(checkpoint=...)``)
+    defines ``state_dict()`` -> a JSON-serialisable dict and
+    ``load_state_dict(state)``, and for arrays ``state_arrays()`` -> a dict
+    of numeric arrays and ``load_state_arrays(arrays)`` (``EarlyStopping``
+    keeps its counters in the first and its best weights in the second). On
+    resume they are called after ``on_train_begin``, before training goes on.
     """
 
     model = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from convnp.callbacks.base import Callback, monitor_improved
 
 
@@ -52,15 +54,34 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def state_dict(self) -> dict:
-        """Counters saved in fit checkpoints, so a resumed run stops when an uninterrupted one would.
-
-        The best weights themselves are not part of it: after a resume,
-        ``restore_best_weights`` can only restore the best epoch seen since.
-        """
+        """The counters fit checkpoints keep, so that a resumed run stops when an uninterrupted one would."""
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
+        # The counters say whether this callback stopped the run, and when: patience ran out
+        # ``wait`` epochs after the best one.
+        stopped = self.wait > self.patience and self.best_epoch is not None
+        self.stopped_epoch = self.best_epoch + self.wait if stopped else None
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The best epoch's weights (the model's state_dict) that fit checkpoints keep beside ``state_dict``.
+
+        With them a resumed run restores the same weights as an uninterrupted
+        one, even when the best epoch came before the interruption.
+        """
+        return dict(self.best_state or {})
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Put back ``state_arrays``'s output; ``ValueError`` when the weights do not fit the model."""
+        if arrays and self.model is not None:
+            expected = self.model.state_dict()
+            if set(arrays) != set(expected) or any(arrays[k].shape != v.shape for k, v in expected.items()):
+                raise ValueError(
+                    "EarlyStopping: the saved best weights do not fit the model "
+                    f"(keys and shapes {[(key, value.shape) for key, value in arrays.items()]})"
+                )
+        self.best_state = dict(arrays) or None
 
     def on_train_end(self) -> None:
         if self.restore_best_weights and self.best_state is not None and self.stopped_epoch is not None:

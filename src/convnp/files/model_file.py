@@ -4,7 +4,7 @@ Layout of a file written by ``save_model`` (an uncompressed zip of ``.npy``
 entries, readable by ``numpy.load``):
 
     "__convnp__"          uint8 bytes of a JSON document:
-                          {"format": "convnp-model", "format_version": 2,
+                          {"format": "convnp-model", "format_version": 3,
                            "dtype": "float32", "input_shape": [1, 28, 28],
                            "layers": [{"class": "Conv2D", "config": {...}}, ...],
                            "optimizer": {...JSON part of the optimizer state} or absent,
@@ -14,6 +14,10 @@ entries, readable by ``numpy.load``):
                            "checksum": sha256 of the rest of this description and every array}
     "model/<key>"         every state_dict entry ("model/0.weight", "model/1.running_mean")
     "optimizer/<key>"     the optimizer state arrays, when saved
+    "extra/<key>"         arrays that go with ``extra`` (a fit checkpoint's callback
+                          states: the best weights of EarlyStopping), when saved
+
+Version 3 added the "extra/" entries; versions 1 and 2 are still read.
 
 Safety, in the order ``load_file`` checks it:
 
@@ -42,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +71,13 @@ __all__ = [
     "load_file",
     "model_state",
     "optimizer_state",
+    "extra_arrays",
 ]
 
 FORMAT_NAME = "convnp-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# Entry prefixes, and the first format version that may hold each.
+_ENTRY_VERSIONS = {"model/": 1, "optimizer/": 1, "extra/": 3}
 META_KEY = "__convnp__"
 CHECKSUM_KEY = "checksum"
 
@@ -134,8 +142,14 @@ def model_path(path: str | os.PathLike) -> Path:
     return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
 
-def save_model(model, path: str | os.PathLike, optimizer=None, extra: dict | None = None) -> Path:
-    """Save ``model`` (and optionally an optimizer's state and JSON ``extra``) to ``path``.
+def save_model(
+    model,
+    path: str | os.PathLike,
+    optimizer=None,
+    extra: dict | None = None,
+    extra_arrays: Mapping[str, np.ndarray] | None = None,
+) -> Path:
+    """Save ``model`` (and optionally an optimizer's state, JSON ``extra`` and arrays with it) to ``path``.
 
     Parameters
     ----------
@@ -149,6 +163,9 @@ def save_model(model, path: str | os.PathLike, optimizer=None, extra: dict | Non
     extra : dict, optional
         JSON-serialisable data stored in the description (fit checkpoints keep
         the epoch, RNG states and history there).
+    extra_arrays : mapping of str to ndarray, optional
+        Numeric arrays stored as entries beside ``extra`` (fit checkpoints keep
+        the callbacks' arrays there); read them back with ``extra_arrays``.
 
     Returns
     -------
@@ -179,6 +196,8 @@ def save_model(model, path: str | os.PathLike, optimizer=None, extra: dict | Non
         meta["optimizer"] = {"class": type(optimizer).__name__, "state": optimizer_json}
     if extra is not None:
         meta["extra"] = extra
+    for key, value in (extra_arrays or {}).items():
+        arrays[f"extra/{key}"] = np.asarray(value)
     try:
         meta[CHECKSUM_KEY] = file_checksum(meta, arrays)
         meta_bytes = json.dumps(meta, default=json_default).encode("utf-8")
@@ -204,8 +223,8 @@ def _parse_description(meta_bytes: np.ndarray, where: str) -> dict:
 def load_file(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     """Read and verify a model file; returns ``(meta, arrays)`` without building anything.
 
-    ``meta`` is the JSON description; ``arrays`` maps "model/<key>" and
-    "optimizer/<key>" to arrays.
+    ``meta`` is the JSON description; ``arrays`` maps "model/<key>",
+    "optimizer/<key>" and "extra/<key>" to arrays.
 
     Raises
     ------
@@ -247,7 +266,8 @@ def load_file(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
             f"(stored {str(meta.get(CHECKSUM_KEY))[:16]}..., computed {expected[:16]}...)"
         )
     for key, value in arrays.items():
-        if not key.startswith(("model/", "optimizer/")):
+        prefix = key[: key.find("/") + 1]  # "" when there is no "/"
+        if _ENTRY_VERSIONS.get(prefix, version + 1) > version:
             raise ModelFileError(f"{where}: unexpected entry {key!r}")
         if key.startswith("model/") and value.dtype.kind != "f":
             raise ModelFileError(f"{where}: {key} has dtype {value.dtype}; model arrays are floats")
@@ -269,3 +289,8 @@ def optimizer_state(meta: dict, arrays: dict[str, np.ndarray]) -> dict | None:
         raise ModelFileError(f"convnp.load: the file's optimizer state is invalid ({error})") from error
     state.update({key[len("optimizer/") :]: v for key, v in arrays.items() if key.startswith("optimizer/")})
     return state
+
+
+def extra_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays saved with ``extra_arrays=`` beside the JSON ``extra``, from the arrays of ``load_file``."""
+    return {key[len("extra/") :]: value for key, value in arrays.items() if key.startswith("extra/")}

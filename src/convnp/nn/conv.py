@@ -8,7 +8,7 @@ from convnp.checks import positive_int
 from convnp.functional.conv import conv2d_backward, conv2d_forward
 from convnp.functional.geometry import IntPair, Padding, conv_geometry, padding_argument, padding_config, pair
 from convnp.nn.activations import activation_config, get_activation
-from convnp.nn.init import Initializer, get_initializer, initialize
+from convnp.nn.init import Initializer, constant, get_initializer, initialize
 from convnp.nn.layer import Layer
 from convnp.parameter import Parameter
 
@@ -81,7 +81,9 @@ class Conv2D(Layer):
         )
         weight_shape = (self.out_channels, channels // self.groups, *self.kernel_size)
         self.weight = Parameter(initialize(self.init, weight_shape, rng, self.dtype, self.label), "weight")
-        self.bias = Parameter(np.zeros(self.out_channels, dtype=self.dtype), "bias") if self.use_bias else None
+        self.bias = None
+        if self.use_bias:
+            self.bias = Parameter(constant(0.0, (self.out_channels,), self.dtype, self.label), "bias")
         output_shape = (self.out_channels, h_out, w_out)
         if self.activation is not None:
             output_shape = self.activation.build(output_shape, self.dtype)

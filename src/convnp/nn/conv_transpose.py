@@ -7,7 +7,7 @@ import numpy as np
 from convnp.checks import positive_int
 from convnp.functional.conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
 from convnp.functional.geometry import IntPair, check_output_padding, conv_transpose_geometry, pair
-from convnp.nn.init import Initializer, get_initializer, initialize
+from convnp.nn.init import Initializer, constant, get_initializer, initialize
 from convnp.nn.layer import Layer
 from convnp.parameter import Parameter
 
@@ -92,7 +92,9 @@ class ConvTranspose2D(Layer):
         )
         weight_shape = (channels, self.out_channels // self.groups, *self.kernel_size)
         self.weight = Parameter(initialize(self.init, weight_shape, rng, self.dtype, self.label), "weight")
-        self.bias = Parameter(np.zeros(self.out_channels, dtype=self.dtype), "bias") if self.use_bias else None
+        self.bias = None
+        if self.use_bias:
+            self.bias = Parameter(constant(0.0, (self.out_channels,), self.dtype, self.label), "bias")
         return (self.out_channels, h_out, w_out)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from convnp.checks import positive_int
@@ -68,7 +70,7 @@ class Dense(Layer):
         self.weight = Parameter(init_module.initialize(self.init, shape, rng, self.dtype, owner=self.label), "weight")
         self.bias = None
         if self.use_bias:
-            self.bias = Parameter(np.zeros(self.out_features, dtype=self.dtype), "bias")
+            self.bias = Parameter(init_module.constant(0.0, (self.out_features,), self.dtype, self.label), "bias")
         if self.activation is not None:
             self.activation.build((self.out_features,), dtype=self.dtype)
         return (self.out_features,)
@@ -120,7 +122,7 @@ class Flatten(Layer):
     """
 
     def _build(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
-        return (int(np.prod(input_shape)),)
+        return (math.prod(input_shape),)  # exact: np.prod would wrap around past 2**63
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self.check_input(x)

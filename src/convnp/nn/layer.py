@@ -48,7 +48,9 @@ class Layer:
 
     Subclasses set ``param_names`` (attributes holding a ``Parameter`` or None)
     and ``buffer_names`` (attributes holding non-trainable arrays such as
-    running statistics), implement ``_build(input_shape, rng) -> output_shape``,
+    running statistics), implement ``_build(input_shape, rng) -> output_shape``
+    (creating those arrays with ``convnp.nn.init.initialize`` and ``constant``,
+    so that a shapes-only build, ``convnp.nn.init.shapes_only``, allocates none),
     ``forward`` and ``backward``, and ``get_config`` (constructor arguments, for
     saving the architecture as JSON). Every layer takes ``name=``: a model's
     ``state_dict`` keys use it in place of the layer's position.

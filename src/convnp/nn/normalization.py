@@ -22,6 +22,7 @@ from convnp.functional.normalization import (
     layer_norm_backward,
     layer_norm_forward,
 )
+from convnp.nn.init import constant
 from convnp.nn.layer import Layer
 from convnp.parameter import Parameter
 
@@ -44,8 +45,8 @@ class _Normalization(Layer):
             raise ValueError(f"{self.label}: expected a per-sample input of shape (C, ...), got {input_shape}")
 
     def _build_affine(self, shape: tuple[int, ...]) -> None:
-        self.weight = Parameter(np.ones(shape, dtype=self.dtype), "weight")
-        self.bias = Parameter(np.zeros(shape, dtype=self.dtype), "bias")
+        self.weight = Parameter(constant(1.0, shape, self.dtype, self.label), "weight")
+        self.bias = Parameter(constant(0.0, shape, self.dtype, self.label), "bias")
 
     def _set_grads(self, dweight: np.ndarray, dbias: np.ndarray) -> None:
         self.weight.grad = dweight
@@ -87,9 +88,9 @@ class _BatchNorm(_Normalization):
             )
         self.num_features = channels
         self._build_affine((channels,))
-        self.running_mean = np.zeros(channels, dtype=self.dtype)
+        self.running_mean = constant(0.0, (channels,), self.dtype, self.label)
         # Ones, not zeros: an inference pass before any training must not divide by sqrt(eps).
-        self.running_var = np.ones(channels, dtype=self.dtype)
+        self.running_var = constant(1.0, (channels,), self.dtype, self.label)
         return input_shape
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:

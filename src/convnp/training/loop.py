@@ -111,6 +111,9 @@ def fit(
     hooks.on_train_begin()  # a BackupAndRestore moves the run to its checkpoint here
     with DeferredInterrupt() as interrupt:
         for epoch in range(run.epoch, epochs):
+            # A callback stopped the run at the previous epoch end (before a resume too); the ranks agree.
+            if agreed(model.stop_training, communicator, "fit: agreeing on stopping early"):
+                break
             order = run.shuffle_rng.permutation(len(x)) if run.shuffle else np.arange(len(x))
             hooks.on_epoch_begin(epoch)
             progress = EpochProgress(epoch, epochs, len(x), verbose)
@@ -146,8 +149,6 @@ def fit(
             hooks.on_epoch_end(epoch, logs)  # History records the logs, a BackupAndRestore writes
             if agreed(interrupt.requested, communicator, "fit: agreeing on Ctrl-C after an epoch"):
                 raise on_every_rank(KeyboardInterrupt(f"fit: interrupted after epoch {epoch + 1}{saved_note(run)}"))
-            if agreed(model.stop_training, communicator, "fit: agreeing on stopping early"):
-                break
         if agreed(interrupt.requested, communicator, "fit: agreeing on Ctrl-C"):  # not lost after the last check
             raise on_every_rank(KeyboardInterrupt("fit: interrupted"))
     hooks.on_train_end()
