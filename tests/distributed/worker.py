@@ -8,7 +8,9 @@ Modes:
     fail OUT RANK HOW             train, and at epoch 2 make rank RANK raise (HOW=raise), hang
                                   (HOW=hang), or write its process id and wait to be killed (HOW=kill)
 
-The test process imports ``train`` from here to compute the one-process run.
+The test process imports ``train`` from here to compute the one-process run. The jobs are
+launched by ``tests/distributed/mpi.py``, always with a hard timeout, so a rank that hangs
+fails its test instead of stalling CI.
 """
 
 from __future__ import annotations
