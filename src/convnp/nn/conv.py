@@ -68,22 +68,11 @@ class Conv2D(Layer):
         self.bias: Parameter | None = None
 
     def _build(self, input_shape, rng):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.label}: expected a per-sample input shape (C, H, W), got {input_shape}")
-        channels, height, width = input_shape
-        if self.in_channels is not None and channels != self.in_channels:
-            raise ValueError(f"{self.label}: expected {self.in_channels} input channels, got input shape {input_shape}")
-        if channels % self.groups:
-            raise ValueError(f"{self.label}: {channels} input channels are not divisible by groups={self.groups}")
-        self.in_channels = channels
+        channels, height, width = input_channels(self, input_shape)
         _, (h_out, w_out) = conv_geometry(
             (height, width), self.kernel_size, self.stride, self.padding, self.dilation, self.label, input_shape
         )
-        weight_shape = (self.out_channels, channels // self.groups, *self.kernel_size)
-        self.weight = Parameter(initialize(self.init, weight_shape, rng, self.dtype, self.label), "weight")
-        self.bias = None
-        if self.use_bias:
-            self.bias = Parameter(constant(0.0, (self.out_channels,), self.dtype, self.label), "bias")
+        create_weight_and_bias(self, (self.out_channels, channels // self.groups, *self.kernel_size), rng)
         output_shape = (self.out_channels, h_out, w_out)
         if self.activation is not None:
             output_shape = self.activation.build(output_shape, self.dtype)
@@ -133,3 +122,27 @@ class Conv2D(Layer):
             "init": self.init if isinstance(self.init, str) else "he",
             "in_channels": self.in_channels,
         }
+
+
+def input_channels(layer: Layer, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """A convolution layer's per-sample input (C, H, W), checked against its ``in_channels`` and ``groups``.
+
+    Sets ``layer.in_channels`` (inferred when it was not given); shared by Conv2D and ConvTranspose2D.
+    """
+    if len(input_shape) != 3:
+        raise ValueError(f"{layer.label}: expected a per-sample input shape (C, H, W), got {input_shape}")
+    channels, height, width = input_shape
+    if layer.in_channels is not None and channels != layer.in_channels:
+        raise ValueError(f"{layer.label}: expected {layer.in_channels} input channels, got input shape {input_shape}")
+    if channels % layer.groups:
+        raise ValueError(f"{layer.label}: {channels} input channels are not divisible by groups={layer.groups}")
+    layer.in_channels = channels
+    return channels, height, width
+
+
+def create_weight_and_bias(layer: Layer, weight_shape: tuple[int, ...], rng: np.random.Generator) -> None:
+    """The layer's ``weight`` drawn by its initialiser, and a zero ``bias`` of ``out_channels`` (None without one)."""
+    layer.weight = Parameter(initialize(layer.init, weight_shape, rng, layer.dtype, layer.label), "weight")
+    layer.bias = None
+    if layer.use_bias:
+        layer.bias = Parameter(constant(0.0, (layer.out_channels,), layer.dtype, layer.label), "bias")

@@ -7,7 +7,8 @@ import numpy as np
 from convnp.checks import positive_int
 from convnp.functional.conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
 from convnp.functional.geometry import IntPair, check_output_padding, conv_transpose_geometry, pair
-from convnp.nn.init import Initializer, constant, get_initializer, initialize
+from convnp.nn.conv import create_weight_and_bias, input_channels
+from convnp.nn.init import Initializer, get_initializer
 from convnp.nn.layer import Layer
 from convnp.parameter import Parameter
 
@@ -72,14 +73,7 @@ class ConvTranspose2D(Layer):
         self.bias: Parameter | None = None
 
     def _build(self, input_shape, rng):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.label}: expected a per-sample input shape (C, H, W), got {input_shape}")
-        channels, height, width = input_shape
-        if self.in_channels is not None and channels != self.in_channels:
-            raise ValueError(f"{self.label}: expected {self.in_channels} input channels, got input shape {input_shape}")
-        if channels % self.groups:
-            raise ValueError(f"{self.label}: {channels} input channels are not divisible by groups={self.groups}")
-        self.in_channels = channels
+        channels, height, width = input_channels(self, input_shape)
         h_out, w_out = conv_transpose_geometry(
             (height, width),
             self.kernel_size,
@@ -90,11 +84,7 @@ class ConvTranspose2D(Layer):
             self.label,
             input_shape,
         )
-        weight_shape = (channels, self.out_channels // self.groups, *self.kernel_size)
-        self.weight = Parameter(initialize(self.init, weight_shape, rng, self.dtype, self.label), "weight")
-        self.bias = None
-        if self.use_bias:
-            self.bias = Parameter(constant(0.0, (self.out_channels,), self.dtype, self.label), "bias")
+        create_weight_and_bias(self, (channels, self.out_channels // self.groups, *self.kernel_size), rng)
         return (self.out_channels, h_out, w_out)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
