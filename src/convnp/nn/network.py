@@ -132,16 +132,17 @@ class Network:
 
     __call__ = forward
 
-    def execution_plan(self, stop: int | None = None) -> Plan:
+    def execution_plan(self, stop: int | None = None, inference: bool = False) -> Plan:
         """The steps that compute ``layers[:stop]`` (``convnp/nn/plan.py``): one layer each, or a few fused.
 
         With ``stop``, the plan's result is the value the first left-out layer
         would read: ``stop=-1`` gives the input of the final layer (the logits,
-        when the final layer is a Softmax).
+        when the final layer is a Softmax). An ``inference`` plan has no
+        backward pass and folds batch norms into the convolutions before them.
         """
         nodes = self._nodes[:stop]
         output = len(nodes) if len(nodes) == len(self._nodes) else self._nodes[len(nodes)][1][0]
-        return build_plan(nodes, output)
+        return build_plan(nodes, output, inference=inference)
 
     def forward_layers(
         self, x: np.ndarray, training: bool, stop: int | None = None, keep_caches: bool = True
@@ -153,10 +154,9 @@ class Network:
         (and drop what an earlier pass left), which lets the batch run as one
         shard per core with each input freed once used (``engine.infer``).
         """
-        plan = self.execution_plan(stop)
         if training or keep_caches:
-            return engine.forward(plan, x, training)
-        return engine.infer(plan, x)
+            return engine.forward(self.execution_plan(stop), x, training)
+        return engine.infer(self.execution_plan(stop, inference=True), x)
 
     def backward(self, dlogits: np.ndarray, input_grad: bool = True, stop: int | None = None) -> np.ndarray | None:
         """Back-propagate the loss gradient; fills every ``Parameter.grad``. Returns dx.
