@@ -1,7 +1,7 @@
 """Throughput of convnp against PyTorch on the same networks, in one process.
 
     python benchmarks/bench_vs_torch.py            (or: convnp bench)
-    python benchmarks/bench_vs_torch.py --quick    (a rough look in about 20 s)
+    python benchmarks/bench_vs_torch.py --quick    (a rough look in under a minute)
 
 For each network (``mnist_cnn`` 1x28x28, ``lenet5`` 1x28x28, ``convnet_bn``
 3x32x32, ``resnet20`` at 3x32x32 and 1x28x28) both libraries get the same
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quick",
         action="store_true",
         help=f"{QUICK_REPEATS} repeats of {QUICK_SECONDS} s, without the peak-memory processes and the per-layer "
-        "tables: a rough look in about 20 s",
+        "tables: a rough look in under a minute",
     )
     parser.add_argument("--no-torch", action="store_true", help="time convnp alone")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-memory child processes")
