@@ -26,7 +26,6 @@ from convnp._optional import require
 from convnp.files.atomic import atomic_write_bytes
 from convnp.functional.activations import softmax_forward
 from convnp.interop.onnx_layers import INPUT_NAME, OUTPUT_NAME, GraphBuilder, emit_layer
-from convnp.interop.wiring import layer_inputs
 from convnp.nn.network import Network
 from convnp.nn.sequential import Sequential
 
@@ -71,7 +70,7 @@ def build_onnx_model(model, opset: int = 17):
 
     graph = GraphBuilder(onnx)
     values = {0: INPUT_NAME}  # value k: the output of layer k - 1
-    for index, (layer, inputs, key) in enumerate(zip(model.layers, layer_inputs(model), model.layer_keys())):
+    for index, (layer, inputs, key) in enumerate(zip(model.layers, model.layer_inputs(), model.layer_keys())):
         values[index + 1] = emit_layer(graph, layer, [values[v] for v in inputs], key, f"layer {index}", opset)
     x = values[len(model.layers)]
     if not model.ends_in_softmax():  # the rule model.predict follows

@@ -28,7 +28,6 @@ from __future__ import annotations
 import operator
 
 from convnp.interop.torch_layers import torch_modules
-from convnp.interop.wiring import layer_inputs
 from convnp.nn.blocks import Residual
 from convnp.nn.graph import Model
 from convnp.nn.layer import Layer
@@ -129,6 +128,6 @@ def graph_to_torch(model: Model, torch):
     keys = model.layer_keys()
     writer = _GraphWriter(torch, keys)
     values = {0: writer.graph.placeholder("x")}
-    for index, (layer, inputs, key) in enumerate(zip(model.layers, layer_inputs(model), keys)):
+    for index, (layer, inputs, key) in enumerate(zip(model.layers, model.layer_inputs(), keys)):
         values[index + 1] = writer.layer(layer, key, [values[value] for value in inputs], f"layer {index}")
     return writer.finish(values[len(model.layers)], "Model")

@@ -298,6 +298,14 @@ class Network:
             layer.astype(self.dtype)
         return self
 
+    def layer_inputs(self) -> list[tuple[int, ...]]:
+        """The values each of ``layers`` reads: 0 is the model's input, k the output of layer k - 1.
+
+        A ``Sequential`` is the chain ``[(0,), (1,), ...]``; a ``Model`` reads its graph's wiring. What
+        exporters and Grad-CAM walk to follow a model's graph layer by layer.
+        """
+        return [inputs for _, inputs in self._nodes]
+
     def get_config(self) -> dict:
         """The JSON-compatible description a model file stores: dtype, input shape, layers (and a graph's wiring).
 

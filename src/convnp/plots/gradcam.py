@@ -24,7 +24,7 @@ every value kept (one image: a few arrays), then the gradient of y_c comes
 back through the layers after the maps, each layer's ``backward``, adding the
 gradients of a value read twice (``convnp/nn/engine.py``'s rule). The layers
 run unfused, so each layer's cache is its own; the parameters' ``grad`` are
-put back as they were. A graph ``Model``'s wiring comes from ``get_config()``.
+put back as they were. A graph ``Model``'s wiring comes from ``model.layer_inputs()``.
 """
 
 from __future__ import annotations
@@ -55,14 +55,6 @@ class GradCAM(NamedTuple):
     heatmap: np.ndarray
     weights: np.ndarray
     layer: int
-
-
-def _wiring(model) -> list[tuple[int, ...]]:
-    """The values each layer reads: 0 the input, k the output of layer k - 1 (a chain for a Sequential)."""
-    reads = model.get_config().get("inputs")
-    if reads is None:
-        return [(index,) for index in range(len(model.layers))]
-    return [tuple(values) for values in reads]
 
 
 def _holds_conv(layer) -> bool:
@@ -96,7 +88,7 @@ def conv_blocks(model, stop: int | None = None) -> list[list[int]]:
     the one before: its maps are the output of its last layer.
     """
     count = len(model.layers[:stop])
-    wiring = _wiring(model)
+    wiring = model.layer_inputs()
     return [
         _chain(model, index, wiring, count, ELEMENTWISE_LAYERS)
         for index, layer in enumerate(model.layers[:count])
@@ -116,7 +108,7 @@ def target_layer(model, layer: int | str | None = None, stop: int | None = None)
         convolutions = [i for i in convolutions if len(model.layers[i].output_shape) == 3]
         if not convolutions:
             raise ValueError("grad_cam: the model has no convolution before its output; pass layer= (maps (C, h, w))")
-        return _chain(model, convolutions[-1], _wiring(model), count, ELEMENTWISE_LAYERS + _PASS_ON)[-1]
+        return _chain(model, convolutions[-1], model.layer_inputs(), count, ELEMENTWISE_LAYERS + _PASS_ON)[-1]
     if isinstance(layer, str):
         names = [each.name for each in model.layers]
         if layer not in names:
@@ -145,7 +137,7 @@ def layer_values(model, image, stop: int | None = None) -> list[np.ndarray]:
     """
     values = [model.prepare_input(np.asarray(image)[None])]  # (1, C, H, W)
     layers = model.layers if stop is None else model.layers[:stop]
-    for layer, reads in zip(layers, _wiring(model)):
+    for layer, reads in zip(layers, model.layer_inputs()):
         inputs = [values[value] for value in reads]
         values.append(layer.forward(inputs if layer.multi_input else inputs[0], training=False))
     return values
@@ -155,12 +147,12 @@ def result_value(model, stop: int | None) -> int:
     """The number of the value a pass through ``model.layers[:stop]`` ends with (as ``forward_layers``)."""
     if stop is None or stop % len(model.layers) == 0:
         return len(model.layers)
-    return _wiring(model)[stop % len(model.layers)][0]
+    return model.layer_inputs()[stop % len(model.layers)][0]
 
 
 def _score_gradient(model, values: list[np.ndarray], logits: int, class_index: int, target: int) -> np.ndarray:
     """d y_c / d (output of layer ``target``), y_c = ``values[logits]``[0, c], for the pass that gave ``values``."""
-    wiring = _wiring(model)
+    wiring = model.layer_inputs()
     grads = {logits: np.zeros_like(values[logits])}
     grads[logits][0, class_index] = 1
     for index in range(len(values) - 2, target, -1):  # the layers after the target, last first
