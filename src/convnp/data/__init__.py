@@ -8,12 +8,12 @@
 - ``read_idx`` / ``write_idx``: the IDX format of MNIST and Fashion-MNIST.
 - ``load_npz``: the ``mndata.npz`` layout of the tutorials.
 - ``BatchIterator`` / ``iterate_minibatches``: seeded, shuffled minibatches.
-- ``random_shift``, ``random_crop``, ``random_flip``, ``shift``, ``Augment``:
+- ``random_shift``, ``random_crop``, ``random_flip``, ``random_erase``, ``shift``, ``Augment``:
   vectorised augmentation of NCHW batches.
 """
 
 from convnp.checks import InputWarning
-from convnp.data.augment import Augment, random_crop, random_flip, random_shift, shift
+from convnp.data.augment import Augment, random_crop, random_erase, random_flip, random_shift, shift
 from convnp.data.batching import BatchIterator, iterate_minibatches
 from convnp.data.datasets import DATASETS, DatasetInfo, load
 from convnp.data.download import cache_root
@@ -46,5 +46,6 @@ __all__ = [
     "random_shift",
     "random_crop",
     "random_flip",
+    "random_erase",
     "shift",
 ]

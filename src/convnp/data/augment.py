@@ -1,4 +1,4 @@
-"""Image augmentation on NCHW batches: shifts, crops and horizontal flips.
+"""Image augmentation on NCHW batches: shifts, crops, horizontal flips and random erasing.
 
 Every function works on a whole batch at once (one random draw per sample, no
 Python loop over samples), keeps the input dtype, and takes its randomness
@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from convnp._random import RngLike, as_generator
 
-__all__ = ["shift", "random_shift", "random_crop", "random_flip", "Augment"]
+__all__ = ["shift", "random_shift", "random_crop", "random_flip", "random_erase", "Augment"]
 
 
 def _pair(value, name: str, owner: str) -> tuple[int, int]:
@@ -165,8 +165,90 @@ def random_flip(x, p: float = 0.5, rng: RngLike = None) -> np.ndarray:
     return out
 
 
+def _unit_interval_pair(value, name: str, low_limit: float) -> tuple[float, float]:
+    """A pair (low, high) with low_limit < low <= high, for random_erase's ranges."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"random_erase: {name} must be a pair (low, high), got {value!r}") from None
+    if not (low_limit < low <= high):
+        raise ValueError(f"random_erase: {name} must satisfy {low_limit} < low <= high, got {value!r}")
+    return low, high
+
+
+def random_erase(
+    x,
+    p: float = 0.5,
+    scale=(0.02, 0.33),
+    ratio=(0.3, 3.3),
+    value: float | str = 0.0,
+    rng: RngLike = None,
+) -> np.ndarray:
+    """Random erasing (Zhong et al. 2017): blank one random rectangle in each chosen image.
+
+    Each image is chosen with probability ``p``. Its rectangle covers a
+    fraction ``s ~ U(scale)`` of the image area with aspect ratio ``r``
+    (``log r ~ U(log ratio)``, height / width):
+
+        h = round(sqrt(s * H * W * r)),  w = round(sqrt(s * H * W / r)),
+        both clipped to [1, H] and [1, W]
+        top ~ U{0, ..., H - h},  left ~ U{0, ..., W - w}
+        out[n, :, top:top+h, left:left+w] = value   (every channel)
+
+    Where torchvision redraws a rectangle that does not fit (up to 10 times,
+    then erases nothing), this clips it to the image, so every chosen image
+    is erased and the whole batch is drawn at once without a Python loop.
+
+    Parameters
+    ----------
+    x : array_like
+        Batch ``(N, C, H, W)`` (or ``(N, H, W)``).
+    p : float
+        Probability that an image is erased.
+    scale : (float, float)
+        Range of the erased fraction of the area, 0 < low <= high (high <= 1 in practice).
+    ratio : (float, float)
+        Range of the rectangle's aspect ratio (height / width), 0 < low <= high.
+    value : float or "random"
+        Fill value, or "random" for uniform noise in [0, 1) per erased pixel
+        (the paper's choice for images in [0, 1]).
+    rng : numpy.random.Generator, int or None
+
+    Shape:
+        x: (N, C, H, W) or (N, H, W) -> out: same shape and dtype (a new array)
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"random_erase: p must be in [0, 1], got {p}")
+    scale = _unit_interval_pair(scale, "scale", 0.0)
+    ratio = _unit_interval_pair(ratio, "ratio", 0.0)
+    if not (value == "random" or (isinstance(value, (int, float, np.number)) and not isinstance(value, bool))):
+        raise ValueError(f"random_erase: value must be a number or 'random', got {value!r}")
+    x4, added_channel = _as_nchw(x, "random_erase")
+    n, _, height, width = x4.shape
+    rng = as_generator(rng)
+    chosen = rng.random(n) < p  # (N,)
+    area = height * width * rng.uniform(scale[0], scale[1], size=n)
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]), size=n))
+    h = np.clip(np.rint(np.sqrt(area * aspect)), 1, height).astype(np.int64)
+    w = np.clip(np.rint(np.sqrt(area / aspect)), 1, width).astype(np.int64)
+    top = (rng.random(n) * (height - h + 1)).astype(np.int64)  # uniform in {0, ..., H - h}
+    left = (rng.random(n) * (width - w + 1)).astype(np.int64)
+    rows = np.arange(height)
+    cols = np.arange(width)
+    inside_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # (N, H)
+    inside_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # (N, W)
+    mask = chosen[:, None, None] & inside_rows[:, :, None] & inside_cols[:, None, :]  # (N, H, W)
+    mask = np.broadcast_to(mask[:, None], x4.shape)  # the same rectangle in every channel
+    out = x4.copy()
+    if value == "random":
+        out[mask] = rng.random(int(mask.sum())).astype(out.dtype, copy=False)
+    else:
+        out[mask] = value
+    return out[:, 0] if added_channel else out
+
+
 class Augment:
-    """A batch transform: random shift, then (optionally) a random horizontal flip.
+    """A batch transform: random shift, then (optionally) a random horizontal flip and random erasing.
 
     Pass it as ``BatchIterator(..., transform=Augment(max_shift=2))``; it is
     called as ``augment(x_batch, rng=generator)``.
@@ -179,12 +261,31 @@ class Augment:
         Mirror half of the images left-right (for CIFAR-10, not for digits).
     flip_p : float
         Probability of a flip when ``flip`` is on.
+    erase_p : float
+        Probability of random erasing per image (0: off); see ``random_erase``.
+    erase_scale, erase_ratio, erase_value
+        ``random_erase``'s ``scale``, ``ratio`` and ``value``.
     """
 
-    def __init__(self, max_shift=0, flip: bool = False, flip_p: float = 0.5):
+    def __init__(
+        self,
+        max_shift=0,
+        flip: bool = False,
+        flip_p: float = 0.5,
+        erase_p: float = 0.0,
+        erase_scale=(0.02, 0.33),
+        erase_ratio=(0.3, 3.3),
+        erase_value: float | str = 0.0,
+    ):
         self.max_shift = _pair(max_shift, "max_shift", "Augment")
         self.flip = flip
         self.flip_p = flip_p
+        if not 0.0 <= erase_p <= 1.0:
+            raise ValueError(f"Augment: erase_p must be in [0, 1], got {erase_p}")
+        self.erase_p = float(erase_p)
+        self.erase_scale = tuple(erase_scale)
+        self.erase_ratio = tuple(erase_ratio)
+        self.erase_value = erase_value
 
     def __call__(self, x, rng: RngLike = None) -> np.ndarray:
         rng = as_generator(rng)
@@ -193,7 +294,10 @@ class Augment:
             out = random_shift(out, self.max_shift, rng=rng)
         if self.flip:
             out = random_flip(out, self.flip_p, rng=rng)
+        if self.erase_p > 0.0:
+            out = random_erase(out, self.erase_p, self.erase_scale, self.erase_ratio, self.erase_value, rng=rng)
         return out
 
     def __repr__(self) -> str:
-        return f"Augment(max_shift={self.max_shift}, flip={self.flip}, flip_p={self.flip_p})"
+        erase = f", erase_p={self.erase_p}" if self.erase_p > 0.0 else ""
+        return f"Augment(max_shift={self.max_shift}, flip={self.flip}, flip_p={self.flip_p}{erase})"
