@@ -23,6 +23,18 @@ def test_evaluate_matches_sequential_evaluate(trained_run, digits_test, capsys):
     assert int(match.group(3)) == round(expected["accuracy"] * 360) and match.group(4) == "360"
 
 
+def test_evaluate_flip_average(trained_run, digits_test, capsys):
+    path = str(trained_run / "model.npz")
+    assert main(["evaluate", path, "--dataset", "digits", "--flip-average"]) == 0
+    out = capsys.readouterr().out
+    assert "flip-averaged" in out
+    match = re.search(r"loss ([\d.]+)\s+accuracy ([\d.]+)", out)
+    expected = convnp.load(path).evaluate(*digits_test, flip_average=True)
+    assert float(match.group(1)) == pytest.approx(expected["loss"], abs=1e-4)
+    assert float(match.group(2)) == pytest.approx(expected["accuracy"], abs=1e-4)
+    assert expected["loss"] != pytest.approx(convnp.load(path).evaluate(*digits_test)["loss"], abs=1e-4)
+
+
 def test_evaluate_uses_the_recorded_dataset(trained_run, capsys):
     assert main(["evaluate", str(trained_run / "model.npz")]) == 0
     assert "digits test split" in capsys.readouterr().out

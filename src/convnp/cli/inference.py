@@ -52,6 +52,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset files")
     parser.add_argument("--no-download", action="store_true", help="never download")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="inference batch size")
+    parser.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="test-time augmentation: average the class probabilities of each image and its mirror image "
+        "(for models trained with random flips)",
+    )
     parser.set_defaults(handler=cmd_evaluate)
 
 
@@ -97,12 +103,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     warn_unfamiliar(model, [(described if args.images else f"the {described}", x_test)])
     with quiet_python_warnings():
-        result = model.evaluate(x_test, y_test, batch_size=args.batch_size)
+        result = model.evaluate(x_test, y_test, batch_size=args.batch_size, flip_average=args.flip_average)
     correct = round(result["accuracy"] * len(y_test))
     if not distributed.is_main():  # under mpiexec every rank evaluated its part; rank 0 reports
         return EXIT_OK
     print(
-        f"{described} ({len(y_test)} images): loss {result['loss']:.4f}  "
+        f"{described} ({len(y_test)} images{', flip-averaged' if args.flip_average else ''}): "
+        f"loss {result['loss']:.4f}  "
         f"accuracy {result['accuracy']:.4f} ({correct}/{len(y_test)})"
     )
     return EXIT_OK

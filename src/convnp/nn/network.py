@@ -417,17 +417,25 @@ class Network:
             **options,
         )
 
-    def evaluate(self, x, y, batch_size: int = 256, loss: str = "cross_entropy") -> dict[str, float]:
-        """``{"loss": mean loss, "accuracy": fraction correct}`` in inference mode, in batches."""
+    def evaluate(
+        self, x, y, batch_size: int = 256, loss: str = "cross_entropy", flip_average: bool = False
+    ) -> dict[str, float]:
+        """``{"loss": mean loss, "accuracy": fraction correct}`` in inference mode, in batches.
+
+        ``flip_average=True``: score the mean class probabilities of each image and its mirror image.
+        """
         from convnp.training import evaluate
 
-        return evaluate(self, x, y, batch_size=batch_size, loss=loss)
+        return evaluate(self, x, y, batch_size=batch_size, loss=loss, flip_average=flip_average)
 
-    def predict(self, x, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities (N, classes), computed in batches in inference mode."""
+    def predict(self, x, batch_size: int = 256, flip_average: bool = False) -> np.ndarray:
+        """Class probabilities (N, classes), computed in batches in inference mode.
+
+        ``flip_average=True``: the mean of the probabilities of each image and its mirror image.
+        """
         from convnp.training import predict
 
-        return predict(self, x, batch_size=batch_size)
+        return predict(self, x, batch_size=batch_size, flip_average=flip_average)
 
     def save(self, path, optimizer=None):
         """Write the model (and optionally an optimizer's state) to one ``.npz`` file, atomically."""

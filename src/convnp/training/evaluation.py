@@ -1,7 +1,10 @@
 """Inference over a whole dataset in batches: ``evaluate`` (mean loss, accuracy) and ``predict``.
 
 Both run the model in inference mode (Dropout off, batch norm on its running
-statistics) one batch at a time, so memory stays bounded whatever N is.
+statistics) one batch at a time, so memory stays bounded whatever N is. With
+``flip_average=True`` (test-time augmentation for models trained with random
+horizontal flips) each image and its mirror image are both classified and their
+class probabilities averaged.
 
 Under MPI both are collective (every rank calls them with the same data): each
 rank runs its contiguous part of the data (``rank_bounds``); ``evaluate`` sums
@@ -22,29 +25,75 @@ from convnp.training.input_range import warn_if_unfamiliar
 from convnp.training.losses import count_correct, loss_and_grad
 
 
-def outputs_in_batches(model, x: np.ndarray, batch_size: int, logits: bool = False) -> Iterator[np.ndarray]:
+def outputs_in_batches(
+    model, x: np.ndarray, batch_size: int, logits: bool = False, flip_average: bool = False
+) -> Iterator[np.ndarray]:
     """Inference-mode outputs of ``x[start : start + batch_size]`` for start = 0, batch_size, ...
 
     With ``logits=True`` a final Softmax layer is skipped (its input is returned).
+    With ``flip_average=True`` (needs ``logits=True``) each batch yields
+    ``flip_averaged_logits`` of the batch's logits and its mirror image's.
     """
+    if flip_average and not logits:
+        raise ValueError("outputs_in_batches: flip_average needs logits=True")
     with model.logits_view(logits) as stop:
         for start in range(0, len(x), batch_size):
-            yield model.forward_layers(x[start : start + batch_size], training=False, stop=stop, keep_caches=False)
+            batch = x[start : start + batch_size]
+            outputs = model.forward_layers(batch, training=False, stop=stop, keep_caches=False)
+            if flip_average:
+                mirrored = model.forward_layers(batch[..., ::-1], training=False, stop=stop, keep_caches=False)
+                outputs = flip_averaged_logits(outputs, mirrored)
+            yield outputs
+
+
+def flip_averaged_logits(logits: np.ndarray, mirrored_logits: np.ndarray) -> np.ndarray:
+    """Logits whose softmax is the mean of the two inputs' softmax probabilities.
+
+        out = log((softmax(a) + softmax(b)) / 2)
+            = logaddexp(a - logsumexp(a), b - logsumexp(b)) - log 2     (per row)
+
+    A log-probability is a valid logit vector (its softmax is itself, the
+    probabilities summing to 1), so losses and argmax work on ``out`` unchanged.
+
+    Shape:
+        logits, mirrored_logits: (N, classes) -> out: (N, classes), same dtype
+    """
+    a = logits - _logsumexp(logits)
+    b = mirrored_logits - _logsumexp(mirrored_logits)
+    return (np.logaddexp(a, b) - np.log(2.0)).astype(logits.dtype, copy=False)
+
+
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    """log(sum(exp(z))) over the last axis, kept as a column; shifted by the row maximum to avoid overflow."""
+    peak = z.max(axis=-1, keepdims=True)
+    return peak + np.log(np.exp(z - peak).sum(axis=-1, keepdims=True))
 
 
 def evaluate(
-    model, x, y, batch_size: int = 256, loss: str = "cross_entropy", check_inputs: bool = True
+    model,
+    x,
+    y,
+    batch_size: int = 256,
+    loss: str = "cross_entropy",
+    check_inputs: bool = True,
+    flip_average: bool = False,
 ) -> dict[str, float]:
     """Mean loss and accuracy over ``(x, y)`` in inference mode, in batches.
 
     loss = sum over batches of (batch mean loss * batch size) / N;
     accuracy = correct predictions / N (0 for mse targets).
+    ``flip_average=True`` scores the mean of the class probabilities of each
+    image and its mirror image (cross-entropy only).
     Warns (``convnp.InputWarning``) when ``x`` lies far from the inputs the
     model was trained on (``model.input_stats``), unless ``check_inputs`` is
     False (``fit`` checks its validation data once, not every epoch).
     """
     batch_size = check_batch_size(batch_size, "evaluate")
     check_loss(loss, "evaluate")
+    if flip_average and loss != "cross_entropy":
+        raise ValueError(
+            f"evaluate: flip_average averages class probabilities; it needs loss='cross_entropy', not {loss!r}"
+        )
     x, y = prepare_data(model, x, y, "evaluate", loss)
     if check_inputs:
         warn_if_unfamiliar(model, x, "evaluate")
@@ -52,7 +101,7 @@ def evaluate(
     part = _rank_part(len(x), communicator)
     x_part, y_part = x[part], y[part]
     total_loss, correct = 0.0, 0
-    batches = outputs_in_batches(model, x_part, batch_size, logits=True)
+    batches = outputs_in_batches(model, x_part, batch_size, logits=True, flip_average=flip_average)
     for start, outputs in zip(range(0, len(x_part), batch_size), batches):
         y_batch = y_part[start : start + batch_size]
         batch_loss, _ = loss_and_grad(outputs, y_batch, loss, 0.0)
@@ -64,8 +113,10 @@ def evaluate(
     return {"loss": total_loss / len(x), "accuracy": correct / len(x)}
 
 
-def predict(model, x, batch_size: int = 256) -> np.ndarray:
+def predict(model, x, batch_size: int = 256, flip_average: bool = False) -> np.ndarray:
     """Class probabilities (N, classes): softmax of the outputs (or the model's own Softmax).
+
+    ``flip_average=True``: the mean of the probabilities of each image and its mirror image.
 
     Warns (``convnp.InputWarning``) when ``x`` lies far from the inputs the
     model was trained on (``model.input_stats``).
@@ -75,7 +126,8 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
     warn_if_unfamiliar(model, x, "predict")
     communicator = world()
     x_part = x[_rank_part(len(x), communicator)]
-    batches = [softmax_forward(out)[0] for out in outputs_in_batches(model, x_part, batch_size, logits=True)]
+    outputs = outputs_in_batches(model, x_part, batch_size, logits=True, flip_average=flip_average)
+    batches = [softmax_forward(out)[0] for out in outputs]
     if communicator.size == 1:
         return np.concatenate(batches, axis=0)
     rows = np.concatenate(batches, axis=0) if batches else np.empty((0, *model.output_shape), dtype=model.dtype)
