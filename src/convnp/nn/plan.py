@@ -45,6 +45,12 @@ moving less memory:
   beta, equal to rounding), and a ``ReLU`` after the batch norm clips the
   convolution's new output in place (exact).
 
+Where two patterns overlap, the earlier node takes the ReLU: batch norm,
+ReLU, max pooling is ``BatchNormReLUStep`` then the pooling (the ReLU costs
+no pass of its own there). In inference plans a folded batch norm leaves a
+ReLU that a max pooling reads to ``PoolThenReLU``, since clipping the
+convolution's output would be a pass over four times as many values.
+
 A fusion needs each fused value to feed nothing else (one reader, and not the
 model's output): a batch norm whose output is also read by another branch
 runs alone, and so does a convolution whose output a branch reads. What each
