@@ -167,3 +167,77 @@ def test_bad_inputs_raise_errors_naming_the_function():
     _, cache = A.tanh_forward(np.ones((2, 3)))
     with pytest.raises(ValueError, match="tanh_backward.*dout"):
         A.tanh_backward(np.ones((2, 1)), cache)  # would broadcast silently
+
+
+# ------------------------------------------------------- relu in place, add + relu
+def test_relu_in_place_overwrites_x_and_backs_off_the_same_mask():
+    x = np.random.default_rng(10).standard_normal((3, 4, 5))
+    expected, cache = A.relu_forward(x.copy())
+    out, out_cache = A.relu_forward(x, in_place=True)
+    assert out is x and out_cache is x
+    np.testing.assert_array_equal(out, expected)
+    dout = np.random.default_rng(11).standard_normal(x.shape)
+    np.testing.assert_array_equal(A.relu_backward(dout, out_cache), A.relu_backward(dout, cache))
+
+
+@pytest.fixture(params=["one piece", "one image per chunk", "three slices"])
+def cutting(request, monkeypatch):
+    from convnp.backend import batched, threads
+
+    saved = threads.get_num_threads()
+    if request.param == "one image per chunk":
+        monkeypatch.setattr(batched, "CHUNK_BYTES", 1)
+    elif request.param == "three slices":
+        monkeypatch.setattr(threads, "MIN_ELEMENTS", 0)
+        threads.set_num_threads(3)
+    yield request.param
+    threads.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_add_relu_equals_the_sum_then_relu_exactly(cutting, seed):
+    from convnp.functional import naive
+
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(2, 5))
+    shape = (int(rng.integers(1, 8)), *(int(d) for d in rng.integers(1, 6, size=int(rng.integers(0, 4)))))
+    dtype = np.float32 if seed % 3 == 0 else np.float64
+    inputs = [rng.standard_normal(shape).astype(dtype) for _ in range(count)]
+    if len(shape) == 4:  # channels-last memory, as convolutions and batch norm give
+        inputs = [np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) for x in inputs]
+    out, cache = A.add_relu_forward(inputs)
+    expected, expected_cache = naive.add_relu_forward(inputs)
+    np.testing.assert_array_equal(out, expected)  # the same additions in the same order
+    assert out.dtype == dtype and out.strides == inputs[0].strides
+    dout = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(A.add_relu_backward(dout, cache), naive.add_relu_backward(dout, expected_cache))
+
+
+def test_add_relu_gradients_match_finite_differences_and_torch():
+    rng = np.random.default_rng(12)
+    a, b = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal((3, 2, 3, 3))
+    dout = rng.standard_normal(a.shape)
+    out, cache = A.add_relu_forward([a, b])
+    grad = A.add_relu_backward(dout, cache)
+    assert 0 < np.count_nonzero(out) < out.size
+    for x in (a, b):
+        check_grad(lambda: A.add_relu_forward([a, b])[0], x, dout, grad)
+    torch = pytest.importorskip("torch")
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    expected = torch.relu(ta + tb)
+    expected.backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, expected.detach().numpy(), rtol=1e-15)
+    np.testing.assert_allclose(grad, ta.grad.numpy(), rtol=1e-15)
+    np.testing.assert_allclose(grad, tb.grad.numpy(), rtol=1e-15)
+
+
+def test_add_relu_bad_inputs():
+    x = np.zeros((2, 3))
+    with pytest.raises(TypeError, match="add_relu_forward.*at least two"):
+        A.add_relu_forward([x])
+    with pytest.raises(ValueError, match="add_relu_forward.*one shape"):
+        A.add_relu_forward([x, np.zeros((2, 4))])
+    with pytest.raises(ValueError, match="add_relu_forward.*dtype"):
+        A.add_relu_forward([x, x.astype(np.float32)])
+    with pytest.raises(ValueError, match="add_relu_backward.*dout"):
+        A.add_relu_backward(np.zeros((2, 4)), A.add_relu_forward([x, x])[1])

@@ -69,3 +69,20 @@ def test_a_batch_norm_read_twice_or_after_an_activation_is_not_folded():
         [Conv2D(3, 3, activation="relu"), BatchNorm2D(), Flatten(), Dense(2)], input_shape=(1, 5, 5), seed=0
     )
     assert not any(isinstance(step, ConvBatchNormStep) for step in model.execution_plan(inference=True))
+
+
+def test_the_relu_after_a_folded_batch_norm_joins_it_unless_a_max_pooling_takes_it():
+    from convnp.nn.plan import PoolThenReLU
+
+    model = with_statistics(convnet_bn((3, 16, 16), seed=0, blocks=2))  # [conv, bn, relu] x 2, max pool, per stage
+    plan = model.execution_plan(inference=True)
+    folded = [step for step in plan if isinstance(step, ConvBatchNormStep)]
+    assert [type(step.layers[-1]).__name__ for step in folded] == ["ReLU", "BatchNorm2D"] * 2
+    assert sum(isinstance(step, PoolThenReLU) for step in plan) == 2  # pooling first, ReLU on a quarter of the values
+    x = np.random.default_rng(2).standard_normal((3, *model.input_shape)).astype(np.float32)
+    step = folded[0]
+    out = step.forward(x, training=False)
+    conv, batch_norm, _ = step.layers
+    expected = batch_norm.forward(conv.forward(x), training=False)
+    np.testing.assert_allclose(out, np.maximum(expected, 0), rtol=2e-5, atol=2e-5 * float(np.abs(expected).max()))
+    assert out.min() == 0.0 and out.transpose(0, 2, 3, 1).flags.c_contiguous  # clipped in place, layout kept

@@ -60,10 +60,11 @@ def test_fan_out_gradients_match_finite_differences():
 def test_plan_fuses_inside_a_graph_only_where_a_value_has_one_reader():
     model = branching_model()
     plan = model.execution_plan()
-    fused = [step for step in plan if len(step.layers) > 1]
-    assert [type(layer).__name__ for layer in fused[0].layers] == ["Conv2D", "MaxPool2D", "ReLU"]
-    # x (the ReLU after the stem's batch norm) is read three times: never fused away.
-    assert all(len(step.layers) == 1 for step in plan[:6])
+    fused = [[type(layer).__name__ for layer in step.layers] for step in plan if len(step.layers) > 1]
+    assert fused == [["BatchNorm2D", "ReLU"], ["Conv2D", "MaxPool2D", "ReLU"]]
+    # x (the ReLU after the stem's batch norm) is read three times: the ReLU ends a step and
+    # none of its readers fuses (the Add feeds a Concatenate, not a ReLU).
+    assert plan[1].output == 3 and all(len(step.layers) == 1 for step in plan[2:6])
     x = np.random.default_rng(1).standard_normal((2, 3, 10, 10))
     np.testing.assert_allclose(model.forward(x), layer_by_layer(model, x, training=False), rtol=1e-12, atol=1e-12)
 

@@ -9,6 +9,8 @@ whole batch: the batch is cut into one contiguous slice per core
 core. ``sum_batched`` does the same and adds up what the chunks return (weight
 and bias gradients, batch statistics) in a fixed order: chunk by chunk within
 a slice, then slice by slice, so a result is the same on every run.
+``map_batched`` returns what the chunks return as a list in batch order, for
+per-chunk results that combine by more than a sum (batch norm's variance).
 
 Why chunks: an im2col block of a few images (about ``CHUNK_BYTES``) is still
 in the CPU cache when the matrix product reads it, and memory stays bounded
@@ -25,7 +27,7 @@ import numpy as np
 from convnp.backend.reductions import add_parts, ordered_sum
 from convnp.backend.threads import parallel_over_batch
 
-__all__ = ["CHUNK_BYTES", "images_per_chunk", "run_batched", "sum_batched"]
+__all__ = ["CHUNK_BYTES", "images_per_chunk", "run_batched", "sum_batched", "map_batched"]
 
 # The size, in bytes, of the per-chunk working set that should stay in the CPU cache.
 CHUNK_BYTES = 1 << 21
@@ -74,3 +76,17 @@ def sum_batched(fn: ChunkFunction, batch: int, work: int, chunk: int | None = No
         return total
 
     return ordered_sum(parallel_over_batch(batch, work, sum_slice))
+
+
+def map_batched(fn: ChunkFunction, batch: int, work: int, chunk: int | None = None) -> list:
+    """Like ``run_batched``, and return what the calls return, as a list in the order of their chunks.
+
+    The chunks are those ``run_batched`` and ``sum_batched`` cut (the same
+    ``chunk`` gives the same chunks), so a caller can combine the results in a
+    fixed order by any rule, not only a sum.
+    """
+
+    def map_slice(start: int, stop: int) -> list:
+        return [fn(first, last) for first, last in _chunks(start, stop, chunk)]
+
+    return [result for results in parallel_over_batch(batch, work, map_slice) for result in results]

@@ -6,6 +6,8 @@ Also available as ``convnp.F``. The loop-based references are in
 
 from convnp.functional import naive
 from convnp.functional.activations import (
+    add_relu_backward,
+    add_relu_forward,
     elu_backward,
     elu_forward,
     gaussian_backward,
@@ -23,6 +25,7 @@ from convnp.functional.activations import (
     tanh_forward,
 )
 from convnp.functional.adaptive_pool import adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward
+from convnp.functional.batch_norm import batch_norm_relu_backward, batch_norm_relu_forward
 from convnp.functional.conv import conv2d_backward, conv2d_forward
 from convnp.functional.conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
 from convnp.functional.dropout import dropout_backward, dropout_forward
@@ -64,6 +67,7 @@ __all__ = [
     "gaussian_forward", "gaussian_backward",
     "softmax_forward", "softmax_backward", "log_softmax",
     "batch_norm_forward", "batch_norm_backward",
+    "batch_norm_relu_forward", "batch_norm_relu_backward", "add_relu_forward", "add_relu_backward",
     "group_norm_forward", "group_norm_backward",
     "layer_norm_forward", "layer_norm_backward",
     "dropout_forward", "dropout_backward",

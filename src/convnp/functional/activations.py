@@ -16,14 +16,19 @@ positive x.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 
-from convnp.backend import run_batched
+from convnp.backend import images_per_chunk, run_batched
 from convnp.checks import check_dout, float_array
 
 __all__ = [
     "relu_forward",
     "relu_backward",
+    "add_relu_forward",
+    "add_relu_backward",
     "leaky_relu_forward",
     "leaky_relu_backward",
     "elu_forward",
@@ -48,8 +53,12 @@ def _as_scalar(value: float, dtype: np.dtype, name: str, owner: str) -> np.float
 
 
 # ------------------------------------------------------------------- ReLU
-def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def relu_forward(x: np.ndarray, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Rectified linear unit: out = max(x, 0).
+
+    ``in_place=True`` writes out over x (for an x that nothing else reads,
+    such as the fresh output of the op before) and keeps out as the cache:
+    out > 0 exactly where x > 0, so the backward pass is the same.
 
     Shape:
         x: any; out: same as x
@@ -57,7 +66,7 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = float_array(x, "relu_forward")
     if x.ndim == 0:
         return np.maximum(x, x.dtype.type(0)), x
-    out = np.empty_like(x)  # keeps x's memory layout (channels-last stays channels-last)
+    out = x if in_place else np.empty_like(x)  # keeps x's memory layout (channels-last stays channels-last)
     zero = x.dtype.type(0)
     run_batched(lambda first, last: np.maximum(x[first:last], zero, out=out[first:last]), len(x), x.size)
     return out, x
@@ -77,6 +86,55 @@ def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
 
     run_batched(mask, len(dout), dout.size)
     return dx
+
+
+# ---------------------------------------------- Speed only: a sum, then ReLU
+def add_relu_forward(inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The sum of two or more arrays, then ReLU, in one pass: out = max(x_1 + x_2 + ..., 0).
+
+    The end of a residual block. Each chunk of a few images is added and
+    clipped at 0 while it is in cache, so the sum is never written out on its
+    own; the additions run in the inputs' order, so the values are exactly
+    ``relu_forward(x_1 + x_2 + ...)``'s.
+
+    Shape:
+        inputs: k >= 2 arrays of one shape (N, ...); out: that shape
+    """
+    owner = "add_relu_forward"
+    if isinstance(inputs, np.ndarray) or len(inputs) < 2:
+        raise TypeError(f"{owner}: expected a list of at least two arrays, got {type(inputs).__name__}")
+    arrays = [float_array(x, owner) for x in inputs]
+    first = arrays[0]
+    if first.ndim < 1 or any(x.shape != first.shape or x.dtype != first.dtype for x in arrays):
+        raise ValueError(
+            f"{owner}: the inputs must be batches of one shape and dtype, got "
+            f"{[(x.shape, str(x.dtype)) for x in arrays]}"
+        )
+    out = np.empty_like(first)  # keeps the memory layout (channels-last stays channels-last)
+    zero = first.dtype.type(0)
+
+    def add_chunk(begin: int, end: int) -> None:
+        total = out[begin:end]
+        np.add(arrays[0][begin:end], arrays[1][begin:end], out=total)
+        for x in arrays[2:]:
+            total += x[begin:end]
+        np.maximum(total, zero, out=total)  # in place, while the chunk is in cache
+
+    values_per_image = max(1, math.prod(first.shape[1:]))
+    chunk = images_per_chunk((len(arrays) + 1) * values_per_image, first.dtype)  # the inputs' chunks and out's
+    run_batched(add_chunk, len(first), first.size * len(arrays), chunk)
+    return out, out
+
+
+def add_relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """The gradient of every input of ``add_relu_forward``: dx_i = dout where out > 0, else 0.
+
+    d out / d x_i = 1 where the sum is positive (out > 0 exactly there), so
+    each input gets the same array; a caller that adds gradients of a value
+    read twice adds it as usual.
+    """
+    out = cache
+    return relu_backward(check_dout(dout, out.shape, "add_relu_backward"), out)
 
 
 # ------------------------------------------------------------- Leaky ReLU

@@ -16,17 +16,19 @@ so their backward passes share one formula (``_standardize_backward``). A
 constant slice has var = 0: eps keeps 1 / sqrt(var + eps) finite, x_hat = 0 and
 nothing turns into NaN.
 
+Batch norm, which runs after most convolutions and is memory-bound, has its
+own module (``convnp/functional/batch_norm.py``: chunked passes, the fused
+batch norm + ReLU); its pair is importable from here too.
+
 ``weight`` and ``bias`` may be None (no affine map; their gradients are None).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from convnp.backend import column_sum, run_batched, sum_batched
 from convnp.checks import check_dout, check_eps, float_array
+from convnp.functional.batch_norm import batch_norm_backward, batch_norm_forward
 
 __all__ = [
     "batch_norm_forward",
@@ -92,223 +94,6 @@ def _standardize_backward(
     mean_dx_hat = dx_hat.mean(axis=axes, keepdims=True)
     mean_dx_hat_x_hat = (dx_hat * x_hat).mean(axis=axes, keepdims=True)
     return inv_std * (dx_hat - mean_dx_hat - x_hat * mean_dx_hat_x_hat)
-
-
-# --------------------------------------------------------------- batch norm
-def batch_norm_forward(
-    x: np.ndarray,
-    weight: np.ndarray | None,
-    bias: np.ndarray | None,
-    running_mean: np.ndarray | None,
-    running_var: np.ndarray | None,
-    training: bool,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> tuple[np.ndarray, dict]:
-    """Batch normalisation over the batch (and spatial) axes, per channel.
-
-    Training (or when no running statistics are given): each channel c is
-    standardised with the batch's own statistics over its m = N*H*W values,
-
-        mean[c] = sum x[:, c] / m,   var[c] = sum (x[:, c] - mean[c])**2 / m  (biased)
-
-    and, in training, the running statistics are updated in place as PyTorch does:
-
-        running_mean = (1 - momentum) * running_mean + momentum * mean
-        running_var  = (1 - momentum) * running_var  + momentum * var * m / (m - 1)
-
-    (the running variance tracks the unbiased estimate). Inference uses the
-    running statistics in place of the batch's. Then
-
-        out = weight * (x - mean) / sqrt(var + eps) + bias
-
-    Shape:
-        x: (N, C) or (N, C, H, W) (any (N, C, ...))
-        weight, bias, running_mean, running_var: (C,)
-        out: same as x
-
-    Raises ``ValueError`` in training when a channel has a single value (no
-    variance to estimate), as PyTorch does.
-
-    ``reduce`` is for x being one shard of a larger batch (``convnp/nn/shards.py``):
-    it returns the sum of an array over all shards, so that the statistics are
-    the whole batch's. The backward pass then uses it too.
-    """
-    owner = "batch_norm_forward"
-    x = _check_x(x, owner)
-    channels = x.shape[1]
-    weight = _check_param(weight, (channels,), x.dtype, "weight", owner)
-    bias = _check_param(bias, (channels,), x.dtype, "bias", owner)
-    eps = check_eps(eps, owner)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError(f"{owner}: give both running_mean and running_var, or neither")
-    for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
-        if stat is not None and (not isinstance(stat, np.ndarray) or stat.shape != (channels,)):
-            raise ValueError(
-                f"{owner}: {name} must be an ndarray of shape ({channels},) (it is updated "
-                f"in place), got {getattr(stat, 'shape', type(stat).__name__)}"
-            )
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"{owner}: momentum must be in [0, 1], got {momentum!r}")
-
-    # Per-channel statistics over every other axis are column statistics of the
-    # channels-last (rows, C) matrix: a free view of channels-last memory (what
-    # convnp's convolutions produce), where each pass runs over long rows.
-    x_rows = _channel_rows(x)  # (N*H*W, C)
-    use_batch_stats = training or running_mean is None
-    rows = _BatchRows(x.shape, reduce if use_batch_stats else None)
-    count = rows.count  # m = N * H * W values per channel (the whole batch's, across shards)
-    if use_batch_stats:
-        if training and count < 2:
-            raise ValueError(
-                f"{owner}: training needs more than one value per channel to estimate a "
-                f"variance, got x of shape {x.shape}"
-            )
-        mean = rows.sum(lambda part: column_sum(x_rows[part])) / x.dtype.type(count)  # (C,)
-    else:
-        # The buffers may be kept in another precision; compute in x's dtype.
-        mean = running_mean.astype(x.dtype, copy=False)
-    x_hat = np.empty(x_rows.shape, dtype=x.dtype)
-
-    def center(part: slice) -> np.ndarray:
-        np.subtract(x_rows[part], mean, out=x_hat[part])  # x - mean
-        return np.einsum("ij,ij->j", x_hat[part], x_hat[part])  # these rows' sum of (x - mean)**2
-
-    squares = rows.sum(center)
-    if use_batch_stats:
-        var = squares / x.dtype.type(count)  # (C,), biased: the batch is normalised by its own spread
-        if training and running_mean is not None:
-            unbiased_var = var * (count / (count - 1))
-            running_mean[...] = momentum * mean + (1 - momentum) * running_mean
-            running_var[...] = momentum * unbiased_var + (1 - momentum) * running_var
-    else:
-        var = running_var.astype(x.dtype, copy=False)
-
-    inv_std = (1 / np.sqrt(var + x.dtype.type(eps))).astype(x.dtype, copy=False)  # (C,)
-    out = np.empty(x_rows.shape, dtype=x.dtype)
-
-    def normalize(part: slice) -> None:
-        x_hat[part] *= inv_std  # x_hat = (x - mean) / sqrt(var + eps)
-        if weight is None:
-            out[part] = x_hat[part]
-        else:
-            np.multiply(x_hat[part], weight, out=out[part])  # weight * x_hat
-        if bias is not None:
-            out[part] += bias  # + bias
-
-    rows.run(normalize)
-    cache = {
-        "x_hat": x_hat,
-        "inv_std": inv_std,
-        "weight": weight,
-        "has_bias": bias is not None,
-        "batch_stats": use_batch_stats,
-        "shape": x.shape,
-        "count": count,
-        "rows": rows,
-    }
-    return _from_channel_rows(out, x.shape), cache
-
-
-class _BatchRows:
-    """The rows of a channels-last (N*H*W, C) matrix, worked on a few samples at a time.
-
-    ``run(fn)`` calls ``fn(rows)`` on row ranges covering the matrix, one slice
-    of samples per core (``convnp.backend``); ``sum(fn)`` adds up what those
-    calls return, in a fixed order, and then, for one shard of a larger batch,
-    over the shards (``shard_sum``, which sums an array over every shard in
-    shard order), so that a statistic is always the whole batch's.
-    """
-
-    def __init__(self, shape: tuple[int, ...], shard_sum: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        self.shard_sum = shard_sum
-        self.samples = shape[0]
-        self.rows_per_sample = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
-        self.elements = int(np.prod(shape, dtype=np.int64))
-        local_count = self.samples * self.rows_per_sample
-        self.count = local_count if shard_sum is None else int(shard_sum(np.array(local_count, dtype=np.int64)))
-
-    def _rows(self, first: int, last: int) -> slice:
-        return slice(first * self.rows_per_sample, last * self.rows_per_sample)
-
-    def run(self, fn: Callable[[slice], None]) -> None:
-        run_batched(lambda first, last: fn(self._rows(first, last)), self.samples, self.elements)
-
-    def local_sum(self, fn: Callable[[slice], np.ndarray]) -> np.ndarray:
-        """The sum over this array's own rows (this shard's part of the batch)."""
-        return sum_batched(lambda first, last: fn(self._rows(first, last)), self.samples, self.elements)
-
-    def across_shards(self, local: np.ndarray) -> np.ndarray:
-        return local if self.shard_sum is None else self.shard_sum(local)
-
-    def sum(self, fn: Callable[[slice], np.ndarray]) -> np.ndarray:
-        return self.across_shards(self.local_sum(fn))
-
-
-def _channel_rows(x: np.ndarray) -> np.ndarray:
-    """(N, C, ...) -> (N * prod(...), C): channels last, one row per position."""
-    if x.ndim == 2:
-        return x
-    return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
-
-
-def _from_channel_rows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of ``_channel_rows``: an (N, C, ...)-shaped view of the rows."""
-    if len(shape) == 2:
-        return rows
-    return np.moveaxis(rows.reshape(shape[0], *shape[2:], shape[1]), -1, 1)
-
-
-def batch_norm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Gradients of batch norm.
-
-    dbias   = sum over (N, H, W) of dout
-    dweight = sum over (N, H, W) of dout * x_hat
-    dx_hat  = dout * weight
-    with batch statistics (mean and var depend on x):
-        dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))
-    with running statistics (constants, so the op is affine in x):
-        dx = dx_hat * inv_std = dout * weight / sqrt(running_var + eps)
-
-    Shape:
-        dout, dx: same as x; dweight, dbias: (C,)
-
-    For one shard of a batch (``reduce`` given to the forward pass), dx uses
-    the whole batch's sums, while dweight and dbias are this shard's parts of
-    them: the sum over the shards is the batch's gradient, as for every other
-    parameter of a sharded pass.
-    """
-    x_hat, inv_std, weight = cache["x_hat"], cache["inv_std"], cache["weight"]
-    dout = check_dout(dout, cache["shape"], "batch_norm_backward")
-    dout_rows = _channel_rows(dout)  # (N*H*W, C), a view when dout is channels-last
-    count = cache["count"]
-    rows = cache["rows"]
-    local_sums = rows.local_sum(
-        lambda part: np.stack([column_sum(dout_rows[part]), np.einsum("ij,ij->j", dout_rows[part], x_hat[part])])
-    )
-    sum_dout, sum_dout_x_hat = rows.across_shards(local_sums)  # (C,) each, over the whole batch
-    scale = inv_std if weight is None else weight * inv_std
-    dx = np.empty(dout_rows.shape, dtype=dout.dtype)
-    mean_dout = sum_dout / dout.dtype.type(count)
-    mean_dout_x_hat = sum_dout_x_hat / dout.dtype.type(count)
-
-    def input_grad(part: slice) -> None:
-        if cache["batch_stats"]:
-            np.multiply(x_hat[part], mean_dout_x_hat, out=dx[part])
-            np.subtract(dout_rows[part], dx[part], out=dx[part])
-            dx[part] -= mean_dout
-            dx[part] *= scale
-        else:
-            np.multiply(dout_rows[part], scale, out=dx[part])
-
-    rows.run(input_grad)
-    dbias, dweight = local_sums  # the sums over this shard's rows (the whole batch's without shards)
-    return (
-        _from_channel_rows(dx, cache["shape"]),
-        None if weight is None else dweight,
-        dbias if cache["has_bias"] else None,
-    )
 
 
 # --------------------------------------------------------------- group norm

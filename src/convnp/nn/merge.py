@@ -17,7 +17,8 @@ __all__ = ["Add", "Concatenate", "Identity"]
 class _Merge(Layer):
     multi_input = True
 
-    def _check_inputs(self, xs) -> list[np.ndarray]:
+    def check_inputs(self, xs) -> list[np.ndarray]:
+        """The inputs as arrays of the built shapes and one float dtype (building on first use)."""
         if not isinstance(xs, (list, tuple)) or len(xs) < 2:
             raise TypeError(f"{self.label}: expected a list of at least two arrays, got {type(xs).__name__}")
         arrays = [np.asarray(x) for x in xs]
@@ -48,7 +49,7 @@ class Add(_Merge):
         return input_shapes[0]
 
     def forward(self, xs, training: bool = False) -> np.ndarray:
-        arrays = self._check_inputs(xs)
+        arrays = self.check_inputs(xs)
         out = arrays[0] + arrays[1]
         for x in arrays[2:]:
             out += x
@@ -91,7 +92,7 @@ class Concatenate(_Merge):
         return tuple(shape)
 
     def forward(self, xs, training: bool = False) -> np.ndarray:
-        arrays = self._check_inputs(xs)
+        arrays = self.check_inputs(xs)
         axis = self._sample_axis(arrays[0].ndim - 1) + 1
         self.cache = (axis, np.cumsum([a.shape[axis] for a in arrays])[:-1])
         return np.concatenate(arrays, axis=axis)

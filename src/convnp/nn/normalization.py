@@ -14,9 +14,8 @@ import numbers
 import numpy as np
 
 from convnp.checks import check_eps, positive_int
+from convnp.functional.batch_norm import batch_norm_backward, batch_norm_forward
 from convnp.functional.normalization import (
-    batch_norm_backward,
-    batch_norm_forward,
     group_norm_backward,
     group_norm_forward,
     layer_norm_backward,
@@ -93,23 +92,26 @@ class _BatchNorm(_Normalization):
         self.running_var = constant(1.0, (channels,), self.dtype, self.label)
         return input_shape
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        x = self.check_input(x)
+    def op_arguments(self, training: bool) -> dict:
+        """The arguments after x of ``batch_norm_forward`` (and of the fused ``batch_norm_relu_forward``)."""
         shard = self.shard if training else None
         # In a sharded pass every shard normalises with the whole batch's statistics;
         # the first shard alone moves the running statistics (once per batch).
         keeps_running_stats = shard is None or shard.index == 0
-        out, self.cache = batch_norm_forward(
-            x,
-            self.weight.data,
-            self.bias.data,
-            self.running_mean if keeps_running_stats else None,
-            self.running_var if keeps_running_stats else None,
-            training=training,
-            momentum=self.momentum,
-            eps=self.eps,
-            reduce=None if shard is None else shard.sum,
-        )
+        return {
+            "weight": self.weight.data,
+            "bias": self.bias.data,
+            "running_mean": self.running_mean if keeps_running_stats else None,
+            "running_var": self.running_var if keeps_running_stats else None,
+            "training": training,
+            "momentum": self.momentum,
+            "eps": self.eps,
+            "reduce": None if shard is None else shard.sum,
+        }
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self.check_input(x)
+        out, self.cache = batch_norm_forward(x, **self.op_arguments(training))
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

@@ -1,14 +1,16 @@
-"""Execution plans: the steps a model's layers run as, each a small object with its own forward and backward.
+"""Execution plans: which steps a model's nodes run as, and why each fusion gives the same numbers.
 
 A model does not run its layers one by one. It first turns its graph (a list
 of nodes, each a layer and the values it reads: ``Sequential``'s chain, or a
-``Model``'s DAG in topological order) into a plan, a list of steps, and the
-engine (``convnp/nn/engine.py``) runs ``for step in plan: x = step.forward(x)``
-and the steps' backward passes in reverse. Values are numbered: 0 is the
-model's input, k the output of node k - 1; a step reads ``step.inputs`` and
-writes ``step.output``. Most steps are one layer (``LayerStep``). Two are reorderings or
-fusions that give exactly the same values and gradients while moving less
-memory:
+``Model``'s DAG in topological order) into a plan, a list of steps
+(``convnp/nn/steps.py``: small objects with their own forward and backward),
+and the engine (``convnp/nn/engine.py``) runs ``for step in plan: x =
+step.forward(x)`` and the steps' backward passes in reverse. Values are
+numbered: 0 is the model's input, k the output of node k - 1; a step reads
+``step.inputs`` and writes ``step.output``. Most steps are one layer
+(``LayerStep``). The others are reorderings or fusions that give the values
+and gradients of the layers run one by one (to rounding, or exactly) while
+moving less memory:
 
 - ``PoolThenReLU``: a ``ReLU`` directly followed by a ``MaxPool2D`` runs as
   pooling first, then ReLU on the pooled output (a quarter of the values for
@@ -20,78 +22,72 @@ memory:
   stride 2 max pooling, with or without a ReLU in between, runs as one chunked
   pass in which the full-size convolution output never exists
   (``convnp/functional/conv_pool.py``); a ReLU runs after the pooling, as above.
+- ``BatchNormReLUStep``: a ``BatchNorm2D`` (or ``BatchNorm1D``) followed by a
+  ``ReLU``, in training and inference, runs as one op
+  (``convnp/functional/batch_norm.py``) that clips each chunk of the
+  normalised output at 0 in place while it is in cache. The batch norm's
+  arithmetic, statistics and exchanges across shards and ranks are those of the
+  layer alone, and max(z, 0) is the same number wherever it is taken, so the
+  output is the layers' exactly. Backward: ReLU's gradient is dout where its
+  input z is positive, z > 0 exactly where out = max(z, 0) > 0, so the fused
+  pass masks dout with out > 0 and runs batch norm's backward on the result.
+- ``AddReLUStep``: an ``Add`` followed by a ``ReLU`` (the end of a residual
+  block) computes out = max(a + b, 0) a chunk at a time, the additions in the
+  same order as ``Add``, so the output is exact and the sum is never stored.
+  d out / d a = d out / d b = 1 where a + b > 0, that is where out > 0, so
+  both inputs get dout * (out > 0); an input also read elsewhere (the
+  shortcut also feeds a convolution) gets the sum of its readers' gradients
+  from the engine as always.
+- ``ConvBatchNormStep``, in inference plans only (predict, evaluate): a
+  ``Conv2D`` followed by a ``BatchNorm2D`` with running statistics is one
+  convolution with folded weights (batch norm is then a per-channel affine map
+  with constants: weight' = weight * scale, bias' = (bias - mean) * scale +
+  beta, equal to rounding), and a ``ReLU`` after the batch norm clips the
+  convolution's new output in place (exact).
 
-A fusion needs each fused value to feed nothing else (one consumer, and not
-the model's output), so a branch that reads a convolution's output keeps the
-convolution a step of its own.
+Where two patterns overlap, the earlier node takes the ReLU: batch norm,
+ReLU, max pooling is ``BatchNormReLUStep`` then the pooling (the ReLU costs
+no pass of its own there). In inference plans a folded batch norm leaves a
+ReLU that a max pooling reads to ``PoolThenReLU``, since clipping the
+convolution's output would be a pass over four times as many values.
 
-A step holds no state of its own: what its backward pass needs stays in its
-layers' ``cache`` (a fused step keeps the fused op's cache in its first layer
-and the ReLU's in the ReLU), so a plan can be built again at any time and
-runs the same. ``shard_copy`` gives a twin over the layers' ``shard_copy``s, so that
-shards of one batch run the same plan at the same time
-(``convnp/nn/shards.py``). ``step.layers`` lists a step's layers in the order
-they compute: (pool, relu) for ``PoolThenReLU``, (conv, pool) or
-(conv, pool, relu) for ``ConvPoolStep``.
+A fusion needs each fused value to feed nothing else (one reader, and not the
+model's output): a batch norm whose output is also read by another branch
+runs alone, and so does a convolution whose output a branch reads. What each
+step keeps for its backward pass, and its layers in order, are in
+``convnp/nn/steps.py``.
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
-from convnp.functional.activations import relu_backward, relu_forward
-from convnp.functional.conv import conv2d_forward
-from convnp.functional.conv_pool import conv2d_max_pool2d_backward, conv2d_max_pool2d_forward
 from convnp.functional.geometry import normalize_padding
 from convnp.nn.activations import ReLU
 from convnp.nn.conv import Conv2D
 from convnp.nn.layer import Layer
-from convnp.nn.normalization import BatchNorm2D
+from convnp.nn.merge import Add
+from convnp.nn.normalization import BatchNorm1D, BatchNorm2D
 from convnp.nn.pooling import MaxPool2D
+from convnp.nn.steps import (
+    AddReLUStep,
+    BatchNormReLUStep,
+    ConvBatchNormStep,
+    ConvPoolStep,
+    LayerStep,
+    PoolThenReLU,
+    Step,
+)
 
-__all__ = ["Step", "Plan", "LayerStep", "PoolThenReLU", "ConvPoolStep", "ConvBatchNormStep", "build_plan"]
-
-
-class Step:
-    """One step of a plan: ``forward(x, training)``, then ``backward(grad, input_grad)`` in reverse.
-
-    ``inputs`` are the numbers of the values it reads (one, or several for a
-    merge layer), ``output`` the number of the value it writes.
-    """
-
-    layers: tuple[Layer, ...] = ()
-    inputs: tuple[int, ...] = (0,)
-    output: int = 1
-
-    def forward(self, x, training: bool):
-        raise NotImplementedError
-
-    def backward(self, grad: np.ndarray, input_grad: bool = True):
-        """Back-propagate ``grad``, filling the parameter gradients; dx (a list for several inputs), or None."""
-        raise NotImplementedError
-
-    def wired(self, inputs: tuple[int, ...], output: int) -> Step:
-        self.inputs, self.output = tuple(inputs), output
-        return self
-
-    def shard_copy(self) -> Step:
-        """A twin that runs another shard of the batch: same weights, its own caches and gradients."""
-        return type(self)(*(layer.shard_copy() for layer in self.layers)).wired(self.inputs, self.output)
-
-    def drop_caches(self) -> None:
-        """Forget what the last forward pass kept in the step's layers."""
-        for layer in self.layers:
-            for part in layer.self_and_sublayers():
-                part.cache = None
-
-    def output_size(self) -> int:
-        """Values per sample that the step's layers compute (the work a pass does grows with it)."""
-        return sum(math.prod(layer.output_shape) for layer in self.layers)
-
-    def __repr__(self) -> str:
-        return " -> ".join(layer.short_repr() for layer in self.layers)
+__all__ = [
+    "Plan",
+    "build_plan",
+    "Step",
+    "LayerStep",
+    "PoolThenReLU",
+    "ConvPoolStep",
+    "ConvBatchNormStep",
+    "BatchNormReLUStep",
+    "AddReLUStep",
+]
 
 
 class Plan:
@@ -122,130 +118,6 @@ class Plan:
         return counts
 
 
-class LayerStep(Step):
-    """A layer run on its own."""
-
-    def __init__(self, layer: Layer) -> None:
-        self.layer = layer
-        self.layers = (layer,)
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        return self.layer.forward(x, training=training)
-
-    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        if input_grad:
-            return self.layer.backward(grad)
-        self.layer.backward_params(grad)  # the first layer: nothing needs its dx
-        return None
-
-
-class _ReLUAfter(Step):
-    """A step whose last part is a ReLU applied to its pooled output (any shape: ReLU is elementwise)."""
-
-    relu: ReLU | None = None
-
-    def relu_forward(self, out: np.ndarray) -> np.ndarray:
-        if self.relu is None:
-            return out
-        out, self.relu.cache = relu_forward(out)
-        return out
-
-    def relu_backward(self, grad: np.ndarray) -> np.ndarray:
-        if self.relu is None:
-            return grad
-        return relu_backward(self.relu.check_grad(grad), self.relu.cache)
-
-
-class PoolThenReLU(_ReLUAfter):
-    """``ReLU`` then ``MaxPool2D``, run as pool then ReLU (equal values and gradients; see the module text)."""
-
-    def __init__(self, pool: MaxPool2D, relu: ReLU) -> None:
-        self.pool, self.relu = pool, relu
-        self.layers = (pool, relu)
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        return self.relu_forward(self.pool.forward(x, training=training))
-
-    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        grad = self.relu_backward(grad)
-        if input_grad:
-            return self.pool.backward(grad)
-        self.pool.backward_params(grad)
-        return None
-
-
-class ConvPoolStep(_ReLUAfter):
-    """``Conv2D`` then 2x2 / stride 2 ``MaxPool2D`` (and a ReLU before or after it) in one chunked pass.
-
-    Shape: (N, C, H, W) -> (N, F, H_conv // 2, W_conv // 2)
-    """
-
-    def __init__(self, conv: Conv2D, pool: MaxPool2D, relu: ReLU | None = None) -> None:
-        self.conv, self.pool, self.relu = conv, pool, relu
-        self.layers = (conv, pool) if relu is None else (conv, pool, relu)
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        conv = self.conv
-        x = conv.check_input(x)
-        bias = None if conv.bias is None else conv.bias.data
-        out, conv.cache = conv2d_max_pool2d_forward(  # the fused op's cache, kept by the convolution
-            x, conv.weight.data, bias, conv.stride, conv.padding, conv.dilation, conv.groups
-        )
-        return self.relu_forward(out)
-
-    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        grad = self.conv.check_grad(self.relu_backward(grad))
-        dx, dweight, dbias = conv2d_max_pool2d_backward(grad, self.conv.cache, input_grad)
-        self.conv.weight.grad = dweight
-        if self.conv.bias is not None:
-            self.conv.bias.grad = dbias
-        return dx
-
-
-class ConvBatchNormStep(Step):
-    """Inference only: a ``Conv2D`` and the ``BatchNorm2D`` after it, as one convolution with folded weights.
-
-    In inference batch norm is an affine map per channel with constants, so it
-    folds into the convolution before it:
-
-        scale[f] = bn.weight[f] / sqrt(running_var[f] + eps)
-        weight'[f] = conv.weight[f] * scale[f]
-        bias'[f] = (conv.bias[f] - running_mean[f]) * scale[f] + bn.bias[f]
-
-    Equal to the two layers in inference mode up to rounding; one pass over the
-    feature map instead of two. Plans for training never contain it.
-    """
-
-    def __init__(self, conv: Conv2D, batch_norm: BatchNorm2D) -> None:
-        self.conv, self.batch_norm = conv, batch_norm
-        self.layers = (conv, batch_norm)
-
-    def folded(self) -> tuple[np.ndarray, np.ndarray]:
-        """The folded (weight, bias) in the convolution's dtype."""
-        conv, bn = self.conv, self.batch_norm
-        dtype = conv.dtype
-        scale = 1 / np.sqrt(bn.running_var.astype(dtype) + dtype.type(bn.eps))  # (F,)
-        if bn.weight is not None:
-            scale = scale * bn.weight.data
-        shift = -bn.running_mean.astype(dtype) if conv.bias is None else conv.bias.data - bn.running_mean
-        bias = shift * scale if bn.bias is None else shift * scale + bn.bias.data
-        weight = conv.weight.data * scale[:, None, None, None]
-        return weight.astype(dtype, copy=False), bias.astype(dtype, copy=False)
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        if training:
-            raise RuntimeError(f"{self!r}: the folded step is for inference only")
-        conv = self.conv
-        weight, bias = self.folded()
-        out, _ = conv2d_forward(
-            conv.check_input(x), weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups
-        )
-        return out
-
-    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        raise RuntimeError(f"{self!r}: the folded step is for inference only; it has no backward pass")
-
-
 # ---------------------------------------------------------------------- planning
 def _poolable_conv(layer: Layer) -> bool:
     return type(layer) is Conv2D and layer.activation is None
@@ -274,7 +146,8 @@ def build_plan(nodes: list[tuple[Layer, tuple[int, ...]]], output: int | None = 
 
     Node k writes value k + 1. ``output`` is the value the plan returns (by
     default the last node's). An ``inference`` plan (no backward pass follows)
-    also folds each batch norm into the convolution before it (``ConvBatchNormStep``).
+    also folds each batch norm into the convolution before it, with the ReLU
+    after it unless a max pooling takes that ReLU (``ConvBatchNormStep``).
     """
     output = len(nodes) if output is None else output
     readers: dict[int, list[int]] = {}
@@ -289,6 +162,13 @@ def build_plan(nodes: list[tuple[Layer, tuple[int, ...]]], output: int | None = 
         if value == output or len(found) != 1 or nodes[found[0]][1] != (value,):
             return None
         return found[0]
+
+    def _relu_alone(index: int | None) -> bool:
+        """A ReLU node that no max pooling reads alone (that pooling would take it: ``PoolThenReLU``)."""
+        if index is None or type(nodes[index][0]) is not ReLU:
+            return False
+        reader = only_reader(index)
+        return reader is None or not isinstance(nodes[reader][0], MaxPool2D)
 
     steps: list[Step] = []
     fused: set[int] = set()
@@ -309,7 +189,14 @@ def build_plan(nodes: list[tuple[Layer, tuple[int, ...]]], output: int | None = 
             step = ConvPoolStep(layer, nodes[after][0], nodes[reader][0])
             chain += [reader, after]
         elif inference and _poolable_conv(layer) and reader is not None and _foldable_batch_norm(nodes[reader][0]):
-            step = ConvBatchNormStep(layer, nodes[reader][0])
+            relu = after if _relu_alone(after) else None
+            step = ConvBatchNormStep(layer, nodes[reader][0], None if relu is None else nodes[relu][0])
+            chain += [reader] if relu is None else [reader, relu]
+        elif type(layer) in (BatchNorm1D, BatchNorm2D) and reader is not None and type(nodes[reader][0]) is ReLU:
+            step = BatchNormReLUStep(layer, nodes[reader][0])
+            chain.append(reader)
+        elif type(layer) is Add and reader is not None and type(nodes[reader][0]) is ReLU:
+            step = AddReLUStep(layer, nodes[reader][0])
             chain.append(reader)
         else:
             step = LayerStep(layer)

@@ -2,7 +2,7 @@
 
 Every function here has the same signature and returns the same things as its
 fast counterpart in ``convnp.functional`` (modules ``conv``, ``conv_transpose``,
-``pooling``, ``adaptive_pool``, ``upsample``), but computes them with explicit
+``pooling``, ``adaptive_pool``, ``upsample``, ``batch_norm``), but computes them with explicit
 for-loops over every index (n, f, i, j, c, p, q). They are slow on purpose:
 each line is one term of the textbook formula, so they serve as test oracles
 for the vectorised code and as teaching material. Keep the inputs small (a few
@@ -14,7 +14,9 @@ definition of them in the library.
 
 One module per family of ops: ``conv`` (convolution and transposed
 convolution), ``pooling`` (max, average, global and adaptive average),
-``upsample``. Notation used in every docstring:
+``upsample``, ``normalization`` (batch norm, channel by channel), and
+``fused``: the fused ops (batch norm + ReLU, sum + ReLU) as the ops they
+fuse, run one after the other. Notation used in every docstring:
     x_padded   the input with PT/PB rows above/below and PL/PR columns left/right
                of padding (zeros for convolution and average pooling, -inf for
                max pooling)
@@ -31,6 +33,13 @@ from convnp.functional.naive.conv import (
     conv_transpose2d_backward,
     conv_transpose2d_forward,
 )
+from convnp.functional.naive.fused import (
+    add_relu_backward,
+    add_relu_forward,
+    batch_norm_relu_backward,
+    batch_norm_relu_forward,
+)
+from convnp.functional.naive.normalization import NaiveBatchNormCache, batch_norm_backward, batch_norm_forward
 from convnp.functional.naive.pooling import (
     NaivePoolCache,
     adaptive_avg_pool2d_backward,
@@ -63,4 +72,11 @@ __all__ = [
     "NaiveUpsampleCache",
     "upsample2d_forward",
     "upsample2d_backward",
+    "NaiveBatchNormCache",
+    "batch_norm_forward",
+    "batch_norm_backward",
+    "batch_norm_relu_forward",
+    "batch_norm_relu_backward",
+    "add_relu_forward",
+    "add_relu_backward",
 ]
