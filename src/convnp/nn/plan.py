@@ -16,10 +16,12 @@ memory:
   the identity on positive values, so where a window's maximum is positive
   both orders choose the same input (ties included), and where it is not,
   ReLU's zero gradient stops the gradient either way.
-- ``ConvPoolStep``: a ``Conv2D`` (without a fused activation) followed by 2x2 /
-  stride 2 max pooling, with or without a ReLU in between, runs as one chunked
-  pass in which the full-size convolution output never exists
-  (``convnp/functional/conv_pool.py``); a ReLU runs after the pooling, as above.
+- ``ConvPoolStep``: a ``Conv2D`` (without a fused activation, computed by
+  im2col) followed by 2x2 / stride 2 max pooling, with or without a ReLU in
+  between, runs as one chunked pass in which the full-size convolution output
+  never exists (``convnp/functional/conv_pool.py``); a ReLU runs after the
+  pooling, as above. A convolution set to ``algorithm="winograd"`` keeps its
+  own algorithm and is not fused.
 
 A fusion needs each fused value to feed nothing else (one consumer, and not
 the model's output), so a branch that reads a convolution's output keeps the
@@ -42,11 +44,10 @@ import math
 import numpy as np
 
 from convnp.functional.activations import relu_backward, relu_forward
-from convnp.functional.conv import conv2d_forward
 from convnp.functional.conv_pool import conv2d_max_pool2d_backward, conv2d_max_pool2d_forward
 from convnp.functional.geometry import normalize_padding
 from convnp.nn.activations import ReLU
-from convnp.nn.conv import Conv2D
+from convnp.nn.conv import CONV_ALGORITHMS, Conv2D
 from convnp.nn.layer import Layer
 from convnp.nn.normalization import BatchNorm2D
 from convnp.nn.pooling import MaxPool2D
@@ -237,7 +238,8 @@ class ConvBatchNormStep(Step):
             raise RuntimeError(f"{self!r}: the folded step is for inference only")
         conv = self.conv
         weight, bias = self.folded()
-        out, _ = conv2d_forward(
+        convolution_forward, _ = CONV_ALGORITHMS[conv.algorithm]
+        out, _ = convolution_forward(
             conv.check_input(x), weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups
         )
         return out
@@ -247,8 +249,14 @@ class ConvBatchNormStep(Step):
 
 
 # ---------------------------------------------------------------------- planning
-def _poolable_conv(layer: Layer) -> bool:
+def _plain_conv(layer: Layer) -> bool:
+    """A Conv2D without a fused activation (its output is the convolution itself)."""
     return type(layer) is Conv2D and layer.activation is None
+
+
+def _poolable_conv(layer: Layer) -> bool:
+    """A plain Conv2D computed by im2col, the algorithm the fused convolution + pooling uses."""
+    return _plain_conv(layer) and layer.algorithm == "im2col"
 
 
 def _halving_pool(layer: Layer) -> bool:
@@ -308,7 +316,7 @@ def build_plan(nodes: list[tuple[Layer, tuple[int, ...]]], output: int | None = 
               and after is not None and _halving_pool(nodes[after][0])):  # fmt: skip
             step = ConvPoolStep(layer, nodes[after][0], nodes[reader][0])
             chain += [reader, after]
-        elif inference and _poolable_conv(layer) and reader is not None and _foldable_batch_norm(nodes[reader][0]):
+        elif inference and _plain_conv(layer) and reader is not None and _foldable_batch_norm(nodes[reader][0]):
             step = ConvBatchNormStep(layer, nodes[reader][0])
             chain.append(reader)
         else:
