@@ -165,10 +165,10 @@ def test_transforms_compute_f23_on_one_tile():
 def test_transformed_filters_are_g_g_gt_per_position():
     rng = np.random.default_rng(1)
     weight = rng.standard_normal((3, 2, 3, 3))
-    transformed = transform_filters(weight)  # (16, C, F)
+    transformed = transform_filters(weight)  # (16, F, C)
     for f in range(3):
         for c in range(2):
-            np.testing.assert_allclose(transformed[:, c, f].reshape(4, 4), G @ weight[f, c] @ G.T, rtol=1e-14)
+            np.testing.assert_allclose(transformed[:, f, c].reshape(4, 4), G @ weight[f, c] @ G.T, rtol=1e-14)
 
 
 def test_many_chunks_and_two_slices_sum_the_weight_gradient_in_order(monkeypatch):

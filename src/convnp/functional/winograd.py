@@ -13,7 +13,7 @@ output. Per tile, channel pair (c, f):
 instead of the 36 multiplications of the direct sum. The sum over c is a
 matrix product: for each of the 16 tile positions (xi, nu),
 
-    M[xi, nu] = V[xi, nu] @ U[xi, nu]      (tiles, C) @ (C, F) = (tiles, F)
+    M[xi, nu] = V[xi, nu] @ U[xi, nu]^T    (tiles, C) @ (C, F) = (tiles, F), U[xi, nu] being (F, C)
 
 so the work is 16 GEMMs per chunk of images, with the transforms (additions
 and subtractions only) around them. docs/winograd.md derives the matrices.
@@ -26,7 +26,7 @@ is linear, so its adjoint is its transpose):
     dV[c] = sum over f of dM[f] * U[f, c]       -> dx_tile = B dV B^T, added where the tile was read
 
 Both backward products are again 16 GEMMs per chunk, sharing dM:
-dU[xi, nu] = dM[xi, nu]^T @ V[xi, nu] and dV[xi, nu] = dM[xi, nu] @ U[xi, nu]^T.
+dU[xi, nu] = dM[xi, nu]^T @ V[xi, nu] and dV[xi, nu] = dM[xi, nu] @ U[xi, nu].
 The weight gradient is the transposed algorithm F(3x3, 2x2) summed over the
 tiles; the input gradient is Winograd's convolution of dout with the rotated,
 channel-swapped kernel, written in its transposed form so that it shares dM
@@ -79,7 +79,7 @@ class WinogradCache:
 
     x_nhwc: np.ndarray  # (N, H, W, C)
     weight_shape: tuple[int, int, int, int]  # (F, C, 3, 3)
-    transformed_filters: np.ndarray  # (16, C, F): U at each tile position
+    transformed_filters: np.ndarray  # (16, F, C): U at each tile position
     has_bias: bool
     x_shape: tuple[int, int, int, int]
     pads: tuple[int, int, int, int]  # (top, bottom, left, right)
@@ -106,14 +106,16 @@ def winograd_unsupported(
 
 
 def transform_filters(weight: np.ndarray) -> np.ndarray:
-    """U = G g G^T for every filter, laid out as one (C, F) matrix per tile position.
+    """U = G g G^T for every filter, laid out as one (F, C) matrix per tile position.
 
-    Shape: weight (F, C, 3, 3) -> (16, C, F)
+    U[xi, nu] = sum over p, q of G[xi, p] g[p, q] G[nu, q]: for all filters at
+    once, one product with kron(G, G) (16x9) over the flattened 3x3 kernels.
+
+    Shape: weight (F, C, 3, 3) -> (16, F, C)
     """
     filters, channels = weight.shape[:2]
-    g = G.astype(weight.dtype)
-    transformed = np.einsum("xp,fcpq,yq->xycf", g, weight, g)  # (4, 4, C, F)
-    return np.ascontiguousarray(transformed).reshape(POSITIONS, channels, filters)
+    kernels = weight.reshape(filters * channels, 9)  # (F*C, 9), taps (p, q) row-major
+    return np.dot(np.kron(G, G).astype(weight.dtype), kernels.T).reshape(POSITIONS, filters, channels)
 
 
 def filter_gradient(transformed_grad: np.ndarray) -> np.ndarray:
@@ -122,9 +124,8 @@ def filter_gradient(transformed_grad: np.ndarray) -> np.ndarray:
     Shape: transformed_grad (16, F, C) -> (F, C, 3, 3)
     """
     _, filters, channels = transformed_grad.shape
-    g = G.astype(transformed_grad.dtype)
-    dweight = np.einsum("xp,xyfc,yq->fcpq", g, transformed_grad.reshape(TILE, TILE, filters, channels), g)
-    return np.ascontiguousarray(dweight)
+    kernel_grads = np.dot(transformed_grad.reshape(POSITIONS, -1).T, np.kron(G, G).astype(transformed_grad.dtype))
+    return kernel_grads.reshape(filters, channels, 3, 3)  # (F*C, 9) -> (F, C, 3, 3)
 
 
 def winograd_conv2d_forward(
@@ -159,8 +160,8 @@ def winograd_conv2d_forward(
     def forward_chunk(first: int, last: int) -> None:
         input_tiles = transformed_input_chunk(x_nhwc[first:last], cache)  # (16, T, C)
         products = scratch("winograd products", (POSITIONS, input_tiles.shape[1], filters), x.dtype)
-        for position in range(POSITIONS):  # M = V @ U at each tile position
-            np.dot(input_tiles[position], cache.transformed_filters[position], out=products[position])
+        for position in range(POSITIONS):  # M = V @ U^T at each tile position
+            np.dot(input_tiles[position], cache.transformed_filters[position].T, out=products[position])
         output_transform(products, tiles_hw, out_nhwc[first:last])
         if bias is not None:
             out_nhwc[first:last] += bias  # broadcast: the channel axis is innermost
@@ -176,7 +177,7 @@ def winograd_conv2d_backward(
 
     Per chunk: dM = A dY A^T for every output tile, then per tile position
     dU += dM^T @ V (the weight gradient, transformed back once with G^T dU G at
-    the end) and dV = dM @ U^T (the input gradient, B dV B^T added back onto the
+    the end) and dV = dM @ U (the input gradient, B dV B^T added back onto the
     pixels each tile read). ``input_grad=False`` skips dx (returned as None).
 
     Shape:
@@ -203,7 +204,7 @@ def winograd_conv2d_backward(
         for position in range(POSITIONS):
             np.dot(output_grad[position].T, input_tiles[position], out=transformed_grad[position])  # dU
             if dx_nhwc is not None:  # dV, written over V (read just above, not needed again)
-                np.dot(output_grad[position], cache.transformed_filters[position].T, out=input_tiles[position])
+                np.dot(output_grad[position], cache.transformed_filters[position], out=input_tiles[position])
         if dx_nhwc is not None:
             input_grad_from_tiles(input_tiles, cache, dx_nhwc[first:last])
         return transformed_grad, dbias
