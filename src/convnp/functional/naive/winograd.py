@@ -70,21 +70,22 @@ def winograd_conv2d_forward(
     # Zeros past the bottom/right padding where the output size is odd: the last tile reads one more row/column.
     x_tiles_padded = pad_spatial(x, (top, bottom + 2 * tiles_h - out_h, left, right + 2 * tiles_w - out_w))
 
-    transformed = np.zeros((filters, channels, 4, 4), dtype=x.dtype)
+    transformed_filters = np.zeros((filters, channels, 4, 4), dtype=x.dtype)  # U[f, c] = G g G^T
     for f in range(filters):
         for c in range(channels):
-            transformed[f, c] = G @ weight[f, c] @ G.T
+            transformed_filters[f, c] = G @ weight[f, c] @ G.T
 
     out = np.zeros((batch, filters, out_h, out_w), dtype=x.dtype)
     for n in range(batch):
         for a in range(tiles_h):
             for b in range(tiles_w):
-                tiles = [B_T @ x_tiles_padded[n, c, 2 * a : 2 * a + 4, 2 * b : 2 * b + 4] @ B_T.T
-                         for c in range(channels)]  # fmt: skip
+                transformed_tiles = [  # V[c] = B^T d[c] B
+                    B_T @ x_tiles_padded[n, c, 2 * a : 2 * a + 4, 2 * b : 2 * b + 4] @ B_T.T for c in range(channels)
+                ]
                 for f in range(filters):
-                    products = np.zeros((4, 4), dtype=x.dtype)
+                    products = np.zeros((4, 4), dtype=x.dtype)  # M, summed over the channels
                     for c in range(channels):
-                        products += transformed[f, c] * tiles[c]
+                        products += transformed_filters[f, c] * transformed_tiles[c]
                     block = A_T @ products @ A_T.T  # (2, 2)
                     for i in range(2):
                         for j in range(2):
@@ -126,18 +127,20 @@ def winograd_conv2d_backward(
         raise ValueError(
             f"naive winograd_backward: expected dout of shape {(batch, filters, out_h, out_w)}, got {dout.shape}"
         )
-    transformed = np.zeros((filters, channels, 4, 4), dtype=dout.dtype)
+    transformed_filters = np.zeros((filters, channels, 4, 4), dtype=dout.dtype)
     for f in range(filters):
         for c in range(channels):
-            transformed[f, c] = G @ cache.weight[f, c] @ G.T
+            transformed_filters[f, c] = G @ cache.weight[f, c] @ G.T
 
     dx_padded = np.zeros_like(cache.x_tiles_padded)
     transformed_grad = np.zeros((filters, channels, 4, 4), dtype=dout.dtype)
     for n in range(batch):
         for a in range(tiles_h):
             for b in range(tiles_w):
-                tiles = [B_T @ cache.x_tiles_padded[n, c, 2 * a : 2 * a + 4, 2 * b : 2 * b + 4] @ B_T.T
-                         for c in range(channels)]  # fmt: skip
+                transformed_tiles = [  # V[c] = B^T d[c] B
+                    B_T @ cache.x_tiles_padded[n, c, 2 * a : 2 * a + 4, 2 * b : 2 * b + 4] @ B_T.T
+                    for c in range(channels)
+                ]
                 product_grads = []
                 for f in range(filters):
                     block_grad = np.zeros((2, 2), dtype=dout.dtype)
@@ -149,8 +152,8 @@ def winograd_conv2d_backward(
                 for c in range(channels):
                     tile_grad = np.zeros((4, 4), dtype=dout.dtype)
                     for f in range(filters):
-                        transformed_grad[f, c] += product_grads[f] * tiles[c]
-                        tile_grad += product_grads[f] * transformed[f, c]
+                        transformed_grad[f, c] += product_grads[f] * transformed_tiles[c]
+                        tile_grad += product_grads[f] * transformed_filters[f, c]
                     dx_padded[n, c, 2 * a : 2 * a + 4, 2 * b : 2 * b + 4] += B_T.T @ tile_grad @ B_T
 
     dweight = np.zeros_like(cache.weight)
