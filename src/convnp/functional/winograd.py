@@ -18,19 +18,18 @@ matrix product: for each of the 16 tile positions (xi, nu),
 so the work is 16 GEMMs per chunk of images, with the transforms (additions
 and subtractions only) around them. docs/winograd.md derives the matrices.
 
-Backward, for one tile, read from the forward pass right to left (each step
-is linear, so its adjoint is its transpose):
+Backward. The weight gradient, for one tile, reads the forward pass right to
+left (each step is linear, so its adjoint is its transpose):
 
-    dM = A dY A^T                            the output gradient in the transformed domain
+    dM = A dY A^T                               the output gradient in the transformed domain
     dU[f, c] = sum over tiles of dM[f] * V[c]   -> dweight = G^T dU G
-    dV[c] = sum over f of dM[f] * U[f, c]       -> dx_tile = B dV B^T, added where the tile was read
 
-Both backward products are again 16 GEMMs per chunk, sharing dM:
-dU[xi, nu] = dM[xi, nu]^T @ V[xi, nu] and dV[xi, nu] = dM[xi, nu] @ U[xi, nu].
-The weight gradient is the transposed algorithm F(3x3, 2x2) summed over the
-tiles; the input gradient is Winograd's convolution of dout with the rotated,
-channel-swapped kernel, written in its transposed form so that it shares dM
-(docs/winograd.md shows both readings; the tests check the second).
+16 GEMMs per chunk again, dU[xi, nu] = dM[xi, nu]^T @ V[xi, nu], summed over the
+batch before G^T . G is applied once: the transposed algorithm F(3x3, 2x2).
+The input gradient of a stride-1 convolution is itself a 3x3 stride-1
+convolution: dout, padded by 2 - p on each side (cropped where p > 2),
+correlated with the kernel rotated by 180 degrees with its channel axes
+swapped. So it is this module's forward pass again, on dout.
 
 Odd output sizes: the last tile row (column) reaches one row past the output;
 the input gets one more row of zeros there, the extra output row is cropped,
@@ -78,7 +77,7 @@ class WinogradCache:
     """What the backward pass needs: the input (channels-last view), the transformed filters, the geometry."""
 
     x_nhwc: np.ndarray  # (N, H, W, C)
-    weight_shape: tuple[int, int, int, int]  # (F, C, 3, 3)
+    weight: np.ndarray  # (F, C, 3, 3)
     transformed_filters: np.ndarray  # (16, F, C): U at each tile position
     has_bias: bool
     x_shape: tuple[int, int, int, int]
@@ -153,16 +152,12 @@ def winograd_conv2d_forward(
     tiles_hw = (-(-h_out // 2), -(-w_out // 2))
     x_nhwc = x.transpose(0, 2, 3, 1)  # (N, H, W, C): a view
     cache = WinogradCache(
-        x_nhwc, weight.shape, transform_filters(weight), bias is not None, x.shape, pads, (h_out, w_out), tiles_hw
+        x_nhwc, weight, transform_filters(weight), bias is not None, x.shape, pads, (h_out, w_out), tiles_hw
     )
     out_nhwc = np.empty((n, h_out, w_out, filters), dtype=x.dtype)
 
     def forward_chunk(first: int, last: int) -> None:
-        input_tiles = transformed_input_chunk(x_nhwc[first:last], cache)  # (16, T, C)
-        products = scratch("winograd products", (POSITIONS, input_tiles.shape[1], filters), x.dtype)
-        for position in range(POSITIONS):  # M = V @ U^T at each tile position
-            np.dot(input_tiles[position], cache.transformed_filters[position].T, out=products[position])
-        output_transform(products, tiles_hw, out_nhwc[first:last])
+        convolve_tiles(x_nhwc[first:last], cache.transformed_filters, pads[0], pads[2], out_nhwc[first:last])
         if bias is not None:
             out_nhwc[first:last] += bias  # broadcast: the channel axis is innermost
 
@@ -175,17 +170,17 @@ def winograd_conv2d_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of ``winograd_conv2d_forward`` with respect to x, weight and bias.
 
-    Per chunk: dM = A dY A^T for every output tile, then per tile position
-    dU += dM^T @ V (the weight gradient, transformed back once with G^T dU G at
-    the end) and dV = dM @ U (the input gradient, B dV B^T added back onto the
-    pixels each tile read). ``input_grad=False`` skips dx (returned as None).
+    Per chunk: dM = A dY A^T for every output tile and dU += dM^T @ V at each
+    tile position (the weight gradient, transformed back once with G^T dU G at
+    the end); dx is the Winograd convolution of dout, padded by 2 - p, with the
+    rotated, channel-swapped kernel. ``input_grad=False`` skips dx (returned as None).
 
     Shape:
         dout: (N, F, H_out, W_out)
         returns dx (N, C, H, W), dweight (F, C, 3, 3), dbias (F,) or None
     """
     n, channels, height, width = cache.x_shape
-    filters = cache.weight_shape[0]
+    filters = cache.weight.shape[0]
     h_out, w_out = cache.out_hw
     if dout.shape != (n, filters, h_out, w_out):
         raise ValueError(
@@ -193,20 +188,22 @@ def winograd_conv2d_backward(
         )
     dout_nhwc = dout.transpose(0, 2, 3, 1)  # (N, H_out, W_out, F): free when dout is channels-last in memory
     dtype = cache.x_nhwc.dtype
+    top, _, left, _ = cache.pads
     dx_nhwc = np.empty((n, height, width, channels), dtype=dtype) if input_grad else None
+    # dx's filters: the kernel rotated by 180 degrees, input and output channels swapped, (C, F, 3, 3).
+    rotated = np.ascontiguousarray(cache.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    rotated_filters = transform_filters(rotated) if input_grad else None  # (16, C, F)
 
     def backward_chunk(first: int, last: int) -> tuple[np.ndarray, np.ndarray | None]:
         dout_part = dout_nhwc[first:last]  # (n, H_out, W_out, F)
         dbias = column_sum(dout_part.reshape(-1, filters)) if cache.has_bias else None
         output_grad = transformed_output_grad(dout_part, cache.tiles_hw)  # (16, T, F): dM
-        input_tiles = transformed_input_chunk(cache.x_nhwc[first:last], cache)  # (16, T, C): V
+        input_tiles = transformed_input_chunk(cache.x_nhwc[first:last], cache.tiles_hw, top, left)  # (16, T, C): V
         transformed_grad = np.empty((POSITIONS, filters, channels), dtype=dtype)
-        for position in range(POSITIONS):
-            np.dot(output_grad[position].T, input_tiles[position], out=transformed_grad[position])  # dU
-            if dx_nhwc is not None:  # dV, written over V (read just above, not needed again)
-                np.dot(output_grad[position], cache.transformed_filters[position], out=input_tiles[position])
-        if dx_nhwc is not None:
-            input_grad_from_tiles(input_tiles, cache, dx_nhwc[first:last])
+        for position in range(POSITIONS):  # dU = dM^T @ V at each tile position
+            np.dot(output_grad[position].T, input_tiles[position], out=transformed_grad[position])
+        if dx_nhwc is not None:  # last: its tiles reuse the scratch buffers V lives in
+            convolve_tiles(dout_part, rotated_filters, 2 - top, 2 - left, dx_nhwc[first:last])
         return transformed_grad, dbias
 
     values = _tile_values(cache)
@@ -215,23 +212,45 @@ def winograd_conv2d_backward(
     return (None if dx_nhwc is None else dx_nhwc.transpose(0, 3, 1, 2)), dweight, dbias
 
 
+def convolve_tiles(x_chunk: np.ndarray, transformed_filters: np.ndarray, top: int, left: int, out: np.ndarray) -> None:
+    """A chunk's convolution by F(2x2, 3x3), written into ``out``: Y = A^T [ (V @ U^T per position) ] A.
+
+    ``top`` and ``left`` are the padding before the first row and column (negative:
+    that many rows or columns are skipped); the padding after follows from the
+    output size, which ``out`` gives.
+
+    Shape: x_chunk (n, H, W, C), transformed_filters (16, F, C) -> out (n, H_out, W_out, F), C-contiguous
+    """
+    filters = out.shape[3]
+    tiles_hw = (-(-out.shape[1] // 2), -(-out.shape[2] // 2))
+    input_tiles = transformed_input_chunk(x_chunk, tiles_hw, top, left)  # (16, T, C): V
+    products = scratch("winograd products", (POSITIONS, input_tiles.shape[1], filters), out.dtype)
+    for position in range(POSITIONS):  # M = V @ U^T at each tile position
+        np.dot(input_tiles[position], transformed_filters[position].T, out=products[position])
+    output_transform(products, tiles_hw, out)
+
+
 # ------------------------------------------------------------------------------ the tile transforms
-def transformed_input_chunk(x_chunk: np.ndarray, cache: WinogradCache) -> np.ndarray:
+def transformed_input_chunk(x_chunk: np.ndarray, tiles_hw: tuple[int, int], top: int, left: int) -> np.ndarray:
     """V = B^T d B for every 4x4 tile of a chunk's padded images, in this thread's scratch buffer (never kept).
 
-    Tile (a, b) is rows 2a..2a+3, columns 2b..2b+3 of the padded image (zero rows
-    and columns past the padding where the output size is odd).
+    Tile (a, b) is rows 2a..2a+3, columns 2b..2b+3 of the image padded by
+    ``top`` rows and ``left`` columns of zeros (negative: that many are
+    skipped), and by zeros after it up to the last tile's edge.
 
     Shape: x_chunk (n, H, W, C) -> (16, T, C), T = n * tiles_h * tiles_w, position xi*4 + nu
     """
-    count, channels = x_chunk.shape[0], x_chunk.shape[3]
-    tiles_h, tiles_w = cache.tiles_hw
-    top, _, left, _ = cache.pads
+    count, height, width, channels = x_chunk.shape
+    tiles_h, tiles_w = tiles_hw
     padded_h, padded_w = 2 * tiles_h + 2, 2 * tiles_w + 2
-    # Every row and column the tiles read: the padding, then zeros up to the last tile's edge.
-    tile_pads = (top, padded_h - top - x_chunk.shape[1], left, padded_w - left - x_chunk.shape[2])
+    # The rows and columns of x that the tiles read: padded row r is row r - top of x.
+    first_row, last_row = max(0, -top), min(height, padded_h - top)
+    first_col, last_col = max(0, -left), min(width, padded_w - left)
+    x_read = x_chunk[:, first_row:last_row, first_col:last_col]
+    above, before = max(top, 0), max(left, 0)
+    tile_pads = (above, padded_h - above - x_read.shape[1], before, padded_w - before - x_read.shape[2])
     buffer = scratch("winograd padded", (count, padded_h, padded_w, channels), x_chunk.dtype)
-    x_padded = pad_channels_last(x_chunk, tile_pads, out=buffer)
+    x_padded = pad_channels_last(x_read, tile_pads, out=buffer)
     rows_done = scratch("winograd input rows", (TILE, count, tiles_h, padded_w, channels), x_chunk.dtype)
     # Rows: B^T applied to rows 2a + k (k < 4) of every tile row a.
     combine(B_T, [x_padded[:, k : k + 2 * tiles_h : 2] for k in range(TILE)], rows_done)
@@ -280,33 +299,6 @@ def transformed_output_grad(dout_part: np.ndarray, tiles_hw: tuple[int, int]) ->
     return grad.reshape(POSITIONS, count * tiles_h * tiles_w, filters)
 
 
-def input_grad_from_tiles(tile_grads: np.ndarray, cache: WinogradCache, dx_part: np.ndarray) -> None:
-    """dx of a chunk from dV: B dV B^T for every tile, added onto the 4x4 pixels the tile read, padding cropped.
-
-    The adjoint of ``transformed_input_chunk``: where that read rows 2a + k and
-    combined them with B^T, this adds B^T's column k of combinations back onto
-    those rows (overlapping tiles add up).
-
-    Shape: tile_grads (16, T, C) -> dx_part (n, H, W, C), C-contiguous
-    """
-    count, height, width, channels = dx_part.shape
-    tiles_h, tiles_w = cache.tiles_hw
-    top, _, left, _ = cache.pads
-    padded_h, padded_w = 2 * tiles_h + 2, 2 * tiles_w + 2
-    tile_grads = tile_grads.reshape(TILE, TILE, count, tiles_h, tiles_w, channels)
-    rows_grad = scratch("winograd dx rows", (TILE, count, tiles_h, padded_w, channels), dx_part.dtype)
-    rows_grad.fill(0)
-    # Columns first (the reverse of the forward's order): tile column l goes to padded column 2b + l.
-    add_transposed(B_T, tile_grads.swapaxes(0, 1), [rows_grad[:, :, :, l : l + 2 * tiles_w : 2] for l in range(TILE)])
-    in_place = (padded_h, padded_w) == (height, width)  # no padding and even output: dx_part is the padded grid
-    dx_padded = dx_part if in_place else scratch("winograd dx padded", (count, padded_h, padded_w, channels),
-                                                 dx_part.dtype)  # fmt: skip
-    dx_padded.fill(0)
-    add_transposed(B_T, rows_grad, [dx_padded[:, k : k + 2 * tiles_h : 2] for k in range(TILE)])
-    if not in_place:
-        dx_part[...] = dx_padded[:, top : top + height, left : left + width]
-
-
 def combine(matrix: np.ndarray, parts, out) -> None:
     """out[i] = sum over k of matrix[i, k] * parts[k], for a matrix of 0 and +-1 entries: additions only.
 
@@ -331,17 +323,6 @@ def combine(matrix: np.ndarray, parts, out) -> None:
             (np.add if sign == first_sign else np.subtract)(target, part, out=target)
         if first_sign < 0:
             np.negative(target, out=target)
-
-
-def add_transposed(matrix: np.ndarray, grads, targets) -> None:
-    """targets[k] += sum over i of matrix[i, k] * grads[i] (the adjoint of ``combine``), for 0 and +-1 entries.
-
-    ``targets`` may overlap one another (neighbouring tiles' pixels): each add is its own ufunc call.
-    """
-    for i, row in enumerate(matrix):
-        for k, sign in enumerate(row):
-            if sign:
-                (np.add if sign > 0 else np.subtract)(targets[k], grads[i], out=targets[k])
 
 
 # ------------------------------------------------------------------------------ checks and sizes
@@ -370,6 +351,6 @@ def _check_args(x, weight, bias, stride, dilation, groups) -> None:
 
 def _tile_values(cache: WinogradCache) -> int:
     """Values one image's tiles hold in a pass: its transformed input and output tiles (sizes the chunks)."""
-    channels, filters = cache.x_shape[1], cache.weight_shape[0]
+    channels, filters = cache.x_shape[1], cache.weight.shape[0]
     tiles_h, tiles_w = cache.tiles_hw
     return POSITIONS * tiles_h * tiles_w * (channels + filters)

@@ -6,6 +6,11 @@ image), the tile ``d`` of each channel, the filter ``g`` of each channel pair,
 and the three transforms written as the 4x4 / 4x3 / 2x4 matrix products of
 docs/winograd.md. The matrices B^T, G and A^T are the fast module's: they are
 the definition of the algorithm, like the window geometry.
+
+The backward pass here is the transposed algorithm, tile by tile (dx as
+B dV B^T added back onto each tile); the fast path computes dx as a Winograd
+convolution of dout with the rotated kernel instead, so the tests compare two
+derivations of it.
 """
 
 from __future__ import annotations
