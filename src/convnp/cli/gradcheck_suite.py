@@ -54,6 +54,11 @@ def gradcheck_cases(seed: int = 0) -> list[tuple[str, object, np.ndarray, bool]]
         normal(2, 2, 5, 6),
     )
     add("Conv2D(2, 3, padding='same', tanh)", nn.Conv2D(2, 3, padding="same", activation="tanh"), x_conv)
+    add(
+        "Conv2D(3, 3, padding=((1, 0), (2, 1)), winograd)",
+        nn.Conv2D(3, 3, padding=((1, 0), (2, 1)), algorithm="winograd"),
+        normal(2, 2, 5, 4),  # odd output height: the last tile row is cropped
+    )
     add("MaxPool2D(2)", nn.MaxPool2D(2), distinct(2, 2, 4, 4))
     add("MaxPool2D(3, stride=2, padding=1)", nn.MaxPool2D(3, stride=2, padding=1), distinct(2, 2, 5, 5))
     add("AvgPool2D(2)", nn.AvgPool2D(2), normal(2, 2, 4, 4))

@@ -48,10 +48,12 @@ from convnp.functional.pooling import (
     max_pool2d_forward,
 )
 from convnp.functional.upsample import upsample2d_backward, upsample2d_forward
+from convnp.functional.winograd import winograd_conv2d_backward, winograd_conv2d_forward
 
 __all__ = [
     "naive",
     "conv2d_forward", "conv2d_backward",
+    "winograd_conv2d_forward", "winograd_conv2d_backward",
     "conv_transpose2d_forward", "conv_transpose2d_backward",
     "max_pool2d_forward", "max_pool2d_backward",
     "avg_pool2d_forward", "avg_pool2d_backward",

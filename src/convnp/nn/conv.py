@@ -7,10 +7,17 @@ import numpy as np
 from convnp.checks import positive_int
 from convnp.functional.conv import conv2d_backward, conv2d_forward
 from convnp.functional.geometry import IntPair, Padding, conv_geometry, padding_argument, padding_config, pair
+from convnp.functional.winograd import winograd_conv2d_backward, winograd_conv2d_forward, winograd_unsupported
 from convnp.nn.activations import activation_config, get_activation
 from convnp.nn.init import Initializer, constant, get_initializer, initialize
 from convnp.nn.layer import Layer
 from convnp.parameter import Parameter
+
+#: The ways a Conv2D can compute its convolution: name -> (forward, backward). Same values up to rounding.
+CONV_ALGORITHMS = {
+    "im2col": (conv2d_forward, conv2d_backward),
+    "winograd": (winograd_conv2d_forward, winograd_conv2d_backward),
+}
 
 
 class Conv2D(Layer):
@@ -26,6 +33,13 @@ class Conv2D(Layer):
             H_out = floor((H + PT + PB - DH*(KH-1) - 1) / SH) + 1
 
     ``padding`` is an int, a pair, ``((top, bottom), (left, right))``, "valid" or "same".
+
+    ``algorithm`` chooses how the convolution is computed, per layer: "im2col"
+    (any convolution; ``convnp/functional/conv.py``) or "winograd" (Winograd's
+    F(2x2, 3x3), for 3x3 kernels with stride 1, dilation 1 and groups=1 only;
+    ``convnp/functional/winograd.py``). Both give the same values and
+    gradients up to rounding; which is faster depends on the layer's shape.
+    It is saved with the model, and may be changed on a built layer.
     """
 
     param_names = ("weight", "bias")
@@ -43,6 +57,7 @@ class Conv2D(Layer):
         activation=None,
         init: Initializer = "he",
         in_channels: int | None = None,
+        algorithm: str = "im2col",
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -64,8 +79,26 @@ class Conv2D(Layer):
         get_initializer(init, owner="Conv2D")  # fail now, not at build time
         self.init = init
         self.in_channels = None if in_channels is None else int(in_channels)
+        self.algorithm = algorithm
         self.weight: Parameter | None = None
         self.bias: Parameter | None = None
+
+    @property
+    def algorithm(self) -> str:
+        """How the convolution is computed: "im2col" or "winograd" (see the class docstring)."""
+        return self._algorithm
+
+    @algorithm.setter
+    def algorithm(self, algorithm: str) -> None:
+        if algorithm not in CONV_ALGORITHMS:
+            raise ValueError(f"{self.label}: algorithm must be one of {', '.join(map(repr, CONV_ALGORITHMS))}, "
+                             f"got {algorithm!r}")  # fmt: skip
+        if algorithm == "winograd":
+            reason = winograd_unsupported(self.kernel_size, self.stride, self.dilation, self.groups)
+            if reason is not None:
+                raise ValueError(f"{self.label}: algorithm='winograd' is not available: {reason}")
+        self._algorithm = algorithm
+        self.cache = None  # a cache of the other algorithm is no use to this one's backward pass
 
     def _build(self, input_shape, rng):
         channels, height, width = input_channels(self, input_shape)
@@ -80,7 +113,8 @@ class Conv2D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self.check_input(x)
-        out, self.cache = conv2d_forward(
+        convolution_forward, _ = CONV_ALGORITHMS[self.algorithm]
+        out, self.cache = convolution_forward(
             x,
             self.weight.data,
             None if self.bias is None else self.bias.data,
@@ -103,7 +137,8 @@ class Conv2D(Layer):
         dout = self.check_grad(dout)
         if self.activation is not None:
             dout = self.activation.backward(dout)
-        dx, dweight, dbias = conv2d_backward(dout, self.cache, input_grad=input_grad)
+        _, convolution_backward = CONV_ALGORITHMS[self.algorithm]
+        dx, dweight, dbias = convolution_backward(dout, self.cache, input_grad=input_grad)
         self.weight.grad = dweight
         if self.bias is not None:
             self.bias.grad = dbias
@@ -121,6 +156,7 @@ class Conv2D(Layer):
             "activation": activation_config(self.activation),
             "init": self.init if isinstance(self.init, str) else "he",
             "in_channels": self.in_channels,
+            "algorithm": self.algorithm,
         }
 
 

@@ -18,10 +18,12 @@ moving less memory:
   the identity on positive values, so where a window's maximum is positive
   both orders choose the same input (ties included), and where it is not,
   ReLU's zero gradient stops the gradient either way.
-- ``ConvPoolStep``: a ``Conv2D`` (without a fused activation) followed by 2x2 /
-  stride 2 max pooling, with or without a ReLU in between, runs as one chunked
-  pass in which the full-size convolution output never exists
-  (``convnp/functional/conv_pool.py``); a ReLU runs after the pooling, as above.
+- ``ConvPoolStep``: a ``Conv2D`` (without a fused activation, computed by
+  im2col) followed by 2x2 / stride 2 max pooling, with or without a ReLU in
+  between, runs as one chunked pass in which the full-size convolution output
+  never exists (``convnp/functional/conv_pool.py``); a ReLU runs after the
+  pooling, as above. A convolution set to ``algorithm="winograd"`` keeps its
+  own algorithm and is not fused.
 - ``BatchNormReLUStep``: a ``BatchNorm2D`` (or ``BatchNorm1D``) followed by a
   ``ReLU``, in training and inference, runs as one op
   (``convnp/functional/batch_norm.py``) that clips each chunk of the
@@ -119,8 +121,14 @@ class Plan:
 
 
 # ---------------------------------------------------------------------- planning
-def _poolable_conv(layer: Layer) -> bool:
+def _plain_conv(layer: Layer) -> bool:
+    """A Conv2D without a fused activation (its output is the convolution itself)."""
     return type(layer) is Conv2D and layer.activation is None
+
+
+def _poolable_conv(layer: Layer) -> bool:
+    """A plain Conv2D computed by im2col, the algorithm the fused convolution + pooling uses."""
+    return _plain_conv(layer) and layer.algorithm == "im2col"
 
 
 def _halving_pool(layer: Layer) -> bool:
@@ -188,7 +196,7 @@ def build_plan(nodes: list[tuple[Layer, tuple[int, ...]]], output: int | None = 
               and after is not None and _halving_pool(nodes[after][0])):  # fmt: skip
             step = ConvPoolStep(layer, nodes[after][0], nodes[reader][0])
             chain += [reader, after]
-        elif inference and _poolable_conv(layer) and reader is not None and _foldable_batch_norm(nodes[reader][0]):
+        elif inference and _plain_conv(layer) and reader is not None and _foldable_batch_norm(nodes[reader][0]):
             relu = after if _relu_alone(after) else None
             step = ConvBatchNormStep(layer, nodes[reader][0], None if relu is None else nodes[relu][0])
             chain += [reader] if relu is None else [reader, relu]

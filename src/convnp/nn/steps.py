@@ -24,10 +24,9 @@ import numpy as np
 
 from convnp.functional.activations import add_relu_backward, add_relu_forward, relu_backward, relu_forward
 from convnp.functional.batch_norm import batch_norm_relu_backward, batch_norm_relu_forward
-from convnp.functional.conv import conv2d_forward
 from convnp.functional.conv_pool import conv2d_max_pool2d_backward, conv2d_max_pool2d_forward
 from convnp.nn.activations import ReLU
-from convnp.nn.conv import Conv2D
+from convnp.nn.conv import CONV_ALGORITHMS, Conv2D
 from convnp.nn.layer import Layer
 from convnp.nn.merge import Add
 from convnp.nn.normalization import BatchNorm1D, BatchNorm2D
@@ -201,7 +200,8 @@ class ConvBatchNormStep(Step):
             raise RuntimeError(f"{self!r}: the folded step is for inference only")
         conv = self.conv
         weight, bias = self.folded()
-        out, _ = conv2d_forward(
+        convolution_forward, _ = CONV_ALGORITHMS[conv.algorithm]
+        out, _ = convolution_forward(
             conv.check_input(x), weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups
         )
         if self.relu is not None:

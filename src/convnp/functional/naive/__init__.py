@@ -2,21 +2,23 @@
 
 Every function here has the same signature and returns the same things as its
 fast counterpart in ``convnp.functional`` (modules ``conv``, ``conv_transpose``,
-``pooling``, ``adaptive_pool``, ``upsample``, ``batch_norm``), but computes them with explicit
-for-loops over every index (n, f, i, j, c, p, q). They are slow on purpose:
+``pooling``, ``adaptive_pool``, ``upsample``, ``batch_norm``, ``winograd``), but computes them
+with explicit for-loops over every index (n, f, i, j, c, p, q), or, for Winograd's algorithm,
+over every tile. They are slow on purpose:
 each line is one term of the textbook formula, so they serve as test oracles
 for the vectorised code and as teaching material. Keep the inputs small (a few
 channels, images of ~10x10).
 
 Only the window geometry is shared with the fast path: padding normalisation
 and the output size come from ``convnp.functional.geometry``, which is the one
-definition of them in the library.
+definition of them in the library, and Winograd's transform matrices from
+``convnp.functional.winograd``.
 
 One module per family of ops: ``conv`` (convolution and transposed
 convolution), ``pooling`` (max, average, global and adaptive average),
-``upsample``, ``normalization`` (batch norm, channel by channel), and
-``fused``: the fused ops (batch norm + ReLU, sum + ReLU) as the ops they
-fuse, run one after the other. Notation used in every docstring:
+``upsample``, ``normalization`` (batch norm, channel by channel), ``winograd``
+(the F(2x2, 3x3) convolution), and ``fused``: the fused ops (batch norm + ReLU,
+sum + ReLU) as the ops they fuse, run one after the other. Notation used in every docstring:
     x_padded   the input with PT/PB rows above/below and PL/PR columns left/right
                of padding (zeros for convolution and average pooling, -inf for
                max pooling)
@@ -52,6 +54,7 @@ from convnp.functional.naive.pooling import (
     max_pool2d_forward,
 )
 from convnp.functional.naive.upsample import NaiveUpsampleCache, upsample2d_backward, upsample2d_forward
+from convnp.functional.naive.winograd import NaiveWinogradCache, winograd_conv2d_backward, winograd_conv2d_forward
 
 __all__ = [
     "NaiveConv2dCache",
@@ -79,4 +82,7 @@ __all__ = [
     "batch_norm_relu_backward",
     "add_relu_forward",
     "add_relu_backward",
+    "NaiveWinogradCache",
+    "winograd_conv2d_forward",
+    "winograd_conv2d_backward",
 ]
