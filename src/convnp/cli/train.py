@@ -1,7 +1,7 @@
 """``convnp train``: train a CNN on a built-in dataset or a folder of your images, and write a run folder.
 
-The settings are the dataset's recipe (``convnp.cli.recipes.RECIPES``, or
-``IMAGES_RECIPE`` with ``--images``) overridden by the options given; they are
+The settings are the dataset's recipe (``convnp.cli.recipes.RECIPES``, a named
+one with ``--recipe``, or ``IMAGES_RECIPE`` with ``--images``) overridden by the options given; they are
 written to RUN/config.json, so that ``--resume RUN`` continues the run from
 RUN/checkpoint.npz with nothing else.
 
@@ -24,7 +24,7 @@ from convnp.callbacks import LearningRateScheduler
 from convnp.cli.args import dataset_name, model_name, positive_float, positive_int
 from convnp.cli.data_sources import add_image_options, image_settings, load_training_data
 from convnp.cli.errors import EXIT_INTERRUPTED, EXIT_OK, CLIError, UsageError
-from convnp.cli.recipes import IMAGES_RECIPE, OPTIMIZER_DEFAULTS, RECIPES, SCHEDULES, make_scheduler
+from convnp.cli.recipes import IMAGES_RECIPE, NAMED_RECIPES, OPTIMIZER_DEFAULTS, RECIPES, SCHEDULES, make_scheduler
 from convnp.data import Augment
 from convnp.files.atomic import atomic_write_json
 from convnp.models import build_model
@@ -35,7 +35,7 @@ __all__ = ["register", "resolve_config", "cmd_train"]
 
 # Settings that --resume takes from the run's config.json; changing them would not continue the run.
 _FIXED_ON_RESUME = (
-    "dataset", "images", "image_size", "color_mode", "validation_split",
+    "dataset", "recipe", "images", "image_size", "color_mode", "validation_split",
     "model", "batch_size", "optimizer", "lr", "seed", "schedule", "augment", "dtype", "out",
 )  # fmt: skip
 # The options --resume accepts: a new total of epochs, a dataset that moved, how much to print.
@@ -52,13 +52,19 @@ def _warn(message: str) -> None:
         print(f"convnp: warning: {message}", file=sys.stderr, flush=True)
 
 
+def _describe(recipe: dict) -> str:
+    """A recipe in a few words, for --help."""
+    augmented = ", augmented" if recipe["augment"] else ""
+    return (
+        f"{recipe['model']}, {recipe['epochs']} epochs, {recipe['optimizer']} lr {recipe['lr']:g}, "
+        f"{recipe['schedule']}{augmented}"
+    )
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``convnp train`` to the subcommands."""
-    recipes = "; ".join(
-        f"{name}: {r['model']}, {r['epochs']} epochs, {r['optimizer']} lr {r['lr']:g}, {r['schedule']}"
-        + (", augmented" if r["augment"] else "")
-        for name, r in {**RECIPES, "--images": IMAGES_RECIPE}.items()
-    )
+    recipes = "; ".join(f"{name}: {_describe(r)}" for name, r in {**RECIPES, "--images": IMAGES_RECIPE}.items())
+    named = "; ".join(f"{name} ({r['dataset']}): {_describe(r)}" for name, r in NAMED_RECIPES.items())
     parser = commands.add_parser(
         "train",
         help="train a CNN and write a run folder (model, checkpoint, history, plots)",
@@ -70,7 +76,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             "every epoch (shown as validation); it is not used for training or model selection. "
             "Writes RUN/model.npz, checkpoint.npz, config.json, history.json and PNG plots."
         ),
-        epilog=f"Defaults per dataset (convnp.cli.RECIPES): {recipes}.",
+        epilog=f"Defaults per dataset (convnp.cli.RECIPES): {recipes}. Named recipes (--recipe): {named}.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -83,6 +89,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="train on your own PNG/JPEG/BMP images: DIR holds one sub-folder per class (DIR/cat/*.jpg, DIR/dog/...)",
     )
     add_image_options(parser)
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(NAMED_RECIPES),
+        default=None,
+        help="a named recipe instead of the dataset's default one (its dataset unless --dataset names the same); "
+        "the options below override its settings",
+    )
     parser.add_argument(
         "--model",
         type=model_name,
@@ -145,11 +158,21 @@ def register(commands: argparse._SubParsersAction) -> None:
 def resolve_config(args: argparse.Namespace) -> dict:
     """The full training settings: the dataset's recipe, overridden by the given options."""
     images = image_settings(args)
-    dataset = "images" if images else args.dataset or "digits"
-    recipe = IMAGES_RECIPE if images else RECIPES[dataset]
+    recipe_name = getattr(args, "recipe", None)
+    if recipe_name is not None:
+        recipe = NAMED_RECIPES[recipe_name]
+        if images or (args.dataset is not None and args.dataset != recipe["dataset"]):
+            given = "--images" if images else f"--dataset {args.dataset}"
+            raise UsageError(f"--recipe {recipe_name} trains on {recipe['dataset']}; it cannot be used with {given}")
+        dataset = recipe["dataset"]
+    else:
+        dataset = "images" if images else args.dataset or "digits"
+        recipe = IMAGES_RECIPE if images else RECIPES[dataset]
     model = args.model or recipe["model"]
     optimizer = args.optimizer or recipe["optimizer"]
     optimizer_options = {k: v for k, v in OPTIMIZER_DEFAULTS[optimizer].items() if k != "lr"}
+    if optimizer == recipe["optimizer"] and "weight_decay" in recipe:
+        optimizer_options["weight_decay"] = recipe["weight_decay"]
     if args.lr is not None:
         lr = args.lr
     elif optimizer == recipe["optimizer"]:
@@ -158,6 +181,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         lr = OPTIMIZER_DEFAULTS[optimizer]["lr"]
     return {
         "dataset": dataset,
+        "recipe": recipe_name,
         **images,
         "model": model,
         "model_options": dict(recipe["model_options"]) if model == recipe["model"] else {},
@@ -171,6 +195,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         "augment": recipe["augment"] if args.augment is None else args.augment,
         "augmentation": dict(recipe["augmentation"]),
         "label_smoothing": recipe["label_smoothing"],
+        "flip_average": recipe.get("flip_average", False),
         "seed": 0 if args.seed is None else args.seed,
         "dtype": args.dtype or "float32",
         "data_dir": args.data_dir,
@@ -336,7 +361,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     # The summary and the plots are about the held-out images, or the training images when there are none.
     split = ("test" if config["dataset"] != "images" else "validation") if validation else "training"
     x_eval, y_eval = validation or (x_train, y_train)
-    result = model.evaluate(x_eval, y_eval)  # like predict below, every MPI rank computes its part
+    flip_average = bool(config.get("flip_average", False))
+    # like predict below, every MPI rank computes its part
+    result = model.evaluate(x_eval, y_eval, flip_average=flip_average)
     if not args.no_plots:
         predictions = model.predict(x_eval).argmax(axis=1)
         if main_rank:
@@ -345,7 +372,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_OK
     correct = round(result["accuracy"] * len(y_eval))
     print(
-        f"{split} accuracy {result['accuracy']:.2%} ({correct}/{len(y_eval)}), loss {result['loss']:.4f} | "
+        f"{split} accuracy {result['accuracy']:.2%} ({correct}/{len(y_eval)}"
+        f"{', flip-averaged' if flip_average else ''}), loss {result['loss']:.4f} | "
         f"{time.perf_counter() - started:.1f} s | run folder: {run_dir}"
     )
     return EXIT_OK
