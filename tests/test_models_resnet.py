@@ -65,3 +65,17 @@ def test_resnet20_on_gray_images_trains_one_step_and_runs_fused_nowhere_it_shoul
 def test_resnet_builders_refuse_bad_shapes():
     with pytest.raises(ValueError, match=r"resnet20: input_shape must be \(C, H, W\)"):
         resnet20(input_shape=(28, 28))
+
+
+def test_cifar_resnet_width_scales_every_stage():
+    model = resnet20(input_shape=(1, 28, 28), width=32)
+    shapes = dict((name, tuple(p.shape)) for name, p in model.named_parameters())
+    assert shapes["conv1.weight"] == (32, 1, 3, 3)
+    assert shapes["layer2.0.conv1.weight"] == (64, 32, 3, 3)
+    assert shapes["layer3.2.conv2.weight"] == (128, 128, 3, 3)
+    assert shapes["fc.weight"] == (10, 128)
+    default = resnet20(input_shape=(1, 28, 28))
+    assert dict((n, tuple(p.shape)) for n, p in default.named_parameters())["fc.weight"] == (10, 64)
+    for bad in (0, -16, 1.5, True, "16"):
+        with pytest.raises(ValueError, match="resnet20: width must be a positive int"):
+            resnet20(width=bad)

@@ -141,17 +141,19 @@ def _resnet(input_shape, num_classes, seed, dtype, stem: int, stages: list[tuple
 def _cifar_resnet(depth: int):
     blocks = (depth - 2) // 6
 
-    def build(input_shape=(3, 32, 32), num_classes: int = 10, seed=None, dtype="float32") -> Model:
-        return _resnet(
-            input_shape, num_classes, seed, dtype, 16, [(16, blocks), (32, blocks), (64, blocks)], f"resnet{depth}"
-        )
+    def build(input_shape=(3, 32, 32), num_classes: int = 10, seed=None, dtype="float32", width: int = 16) -> Model:
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"resnet{depth}: width must be a positive int, got {width!r}")
+        stages = [(width, blocks), (2 * width, blocks), (4 * width, blocks)]
+        return _resnet(input_shape, num_classes, seed, dtype, width, stages, f"resnet{depth}")
 
     build.__name__ = f"resnet{depth}"
     build.__doc__ = f"""ResNet-{depth} for small images (He et al. 2016, CIFAR-10): 6n+2 layers with n = {blocks}.
 
-    A 3x3 stem of 16 channels, three stages of {blocks} basic blocks with 16, 32 and 64 channels
-    (the second and third start with stride 2 and a 1x1 projection shortcut), global average
-    pooling and a linear layer. Keys follow torchvision's ResNet ("layer2.0.downsample.0.weight").
+    A 3x3 stem of ``width`` channels (16 by default, the paper's), three stages of {blocks} basic
+    blocks with width, 2 * width and 4 * width channels (the second and third start with stride 2
+    and a 1x1 projection shortcut), global average pooling and a linear layer. Keys follow
+    torchvision's ResNet ("layer2.0.downsample.0.weight").
     """
     return build
 
