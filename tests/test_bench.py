@@ -40,6 +40,11 @@ def test_paired_ratio_is_finite_for_positive_speeds():
     assert math.isfinite(bench.paired_ratio([1e-3], [1e3])[0])
 
 
+def test_quick_leaves_out_only_resnet18():
+    assert "resnet18" in bench.NETWORKS
+    assert bench.QUICK_NETWORKS == [name for name in bench.NETWORKS if name != "resnet18"]
+
+
 def test_networks_are_named_after_their_builders():
     # A builder measured at several input sizes gets a suffix: resnet20_cifar, resnet20_mnist.
     for network, (builder, _, _) in bench.NETWORKS.items():

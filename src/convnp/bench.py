@@ -51,7 +51,10 @@ NETWORKS = {
     "convnet_bn": ("convnet_bn", (3, 32, 32), {"blocks": 3}),
     "resnet20_cifar": ("resnet20", (3, 32, 32), {}),
     "resnet20_mnist": ("resnet20", (1, 28, 28), {}),
+    "resnet18": ("resnet18", (3, 32, 32), {}),
 }
+# --quick leaves out the 11M-parameter resnet18 (a few seconds per training step at batch 256).
+QUICK_NETWORKS = [name for name in NETWORKS if name != "resnet18"]
 
 
 def blas_threads() -> int:
@@ -272,7 +275,11 @@ def print_table(headers: list[str], rows: list[list]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="convnp bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--networks", default=",".join(NETWORKS), help=f"comma-separated, from {list(NETWORKS)}")
+    parser.add_argument(
+        "--networks",
+        default=None,
+        help=f"comma-separated, from {list(NETWORKS)} (default: all; with --quick all but resnet18)",
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement (median)")
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum seconds per repeat")
     parser.add_argument(
@@ -289,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_child:
         rss_child(args.rss_child, args.networks, args.batch)
         return 0
+    if args.networks is None:
+        args.networks = ",".join(QUICK_NETWORKS if args.quick else NETWORKS)
     details = not args.quick
     if args.quick:
         args.repeats, args.seconds, args.no_rss = QUICK_REPEATS, QUICK_SECONDS, True
