@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from convnp.distributed import rank_bounds, world
-from convnp.functional.activations import softmax_forward
+from convnp.functional.activations import log_softmax, softmax_forward
 from convnp.training.checks import as_batch, check_batch_size, check_loss, prepare_data
 from convnp.training.input_range import warn_if_unfamiliar
 from convnp.training.losses import count_correct, loss_and_grad
@@ -50,7 +50,7 @@ def flip_averaged_logits(logits: np.ndarray, mirrored_logits: np.ndarray) -> np.
     """Logits whose softmax is the mean of the two inputs' softmax probabilities.
 
         out = log((softmax(a) + softmax(b)) / 2)
-            = logaddexp(a - logsumexp(a), b - logsumexp(b)) - log 2     (per row)
+            = logaddexp(log_softmax(a), log_softmax(b)) - log 2     (per row)
 
     A log-probability is a valid logit vector (its softmax is itself, the
     probabilities summing to 1), so losses and argmax work on ``out`` unchanged.
@@ -58,15 +58,8 @@ def flip_averaged_logits(logits: np.ndarray, mirrored_logits: np.ndarray) -> np.
     Shape:
         logits, mirrored_logits: (N, classes) -> out: (N, classes), same dtype
     """
-    a = logits - _logsumexp(logits)
-    b = mirrored_logits - _logsumexp(mirrored_logits)
-    return (np.logaddexp(a, b) - np.log(2.0)).astype(logits.dtype, copy=False)
-
-
-def _logsumexp(z: np.ndarray) -> np.ndarray:
-    """log(sum(exp(z))) over the last axis, kept as a column; shifted by the row maximum to avoid overflow."""
-    peak = z.max(axis=-1, keepdims=True)
-    return peak + np.log(np.exp(z - peak).sum(axis=-1, keepdims=True))
+    averaged = np.logaddexp(log_softmax(logits), log_softmax(mirrored_logits)) - np.log(2.0)
+    return averaged.astype(logits.dtype, copy=False)
 
 
 def evaluate(
