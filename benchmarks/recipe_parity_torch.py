@@ -19,6 +19,7 @@ import math
 import time
 
 import numpy as np
+from parity_torch import torch_accuracy  # the sibling script (benchmarks/ is on sys.path)
 
 
 def torch_optimizer(torch, module, config: dict):
@@ -35,17 +36,6 @@ def torch_optimizer(torch, module, config: dict):
     if config["optimizer"] == "adam":
         return torch.optim.Adam(module.parameters(), lr=config["lr"], weight_decay=options.get("weight_decay", 0.0))
     raise SystemExit(f"recipe_parity_torch: no PyTorch twin for optimizer {config['optimizer']!r}")
-
-
-def torch_accuracy(torch, module, x, y, batch_size: int = 500) -> float:
-    module.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            logits = module(torch.from_numpy(x[start : start + batch_size]))
-            correct += int((logits.argmax(1).numpy() == y[start : start + batch_size]).sum())
-    module.train()
-    return correct / len(x)
 
 
 def main(argv=None) -> int:
@@ -104,7 +94,7 @@ def main(argv=None) -> int:
             scheduler.step()
         losses /= len(x)
         mine_test = model.evaluate(x_test, y_test)["accuracy"]
-        theirs_test = torch_accuracy(torch, module, x_test, y_test)
+        theirs_test = torch_accuracy(module, torch, x_test, y_test)
         print(f"{epoch + 1:>5}  {lr:>8.4f}  {losses[0]:>11.4f}  {losses[1]:>10.4f}  {mine_test:>11.2%}  "
               f"{theirs_test:>10.2%}   ({time.perf_counter() - started:.0f} s for both)", flush=True)  # fmt: skip
     return 0
