@@ -41,7 +41,7 @@ def torch_optimizer(torch, module, config: dict):
 def main(argv=None) -> int:
     import torch
 
-    from convnp.cli.recipes import NAMED_RECIPES, OPTIMIZER_DEFAULTS, make_scheduler
+    from convnp.cli.recipes import NAMED_RECIPES, make_scheduler, optimizer_options
     from convnp.data import Augment, load
     from convnp.interop import to_torch
     from convnp.models import build_model
@@ -56,8 +56,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     recipe = NAMED_RECIPES[args.recipe]
-    options = {k: v for k, v in OPTIMIZER_DEFAULTS[recipe["optimizer"]].items() if k != "lr"}
-    options["weight_decay"] = recipe.get("weight_decay", 0.0)
+    options = optimizer_options(recipe, recipe["optimizer"])
     config = {**recipe, "optimizer_options": options}
     (x, y), (x_test, y_test) = load(recipe["dataset"], data_dir=args.data_dir, verbose=False)
     model = build_model(recipe["model"], x.shape[1:], 10, seed=args.seed, **recipe["model_options"])

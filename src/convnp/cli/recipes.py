@@ -19,6 +19,7 @@ __all__ = [
     "MIN_LR_FACTOR",
     "STEP_GAMMA",
     "make_scheduler",
+    "optimizer_options",
 ]
 
 # Default training settings per dataset; every command-line option overrides its key.
@@ -117,6 +118,15 @@ OPTIMIZER_DEFAULTS: dict[str, dict] = {
 SCHEDULES = ("cosine", "warmup_cosine", "step", "none")
 MIN_LR_FACTOR = 0.01  # cosine schedules end at lr * MIN_LR_FACTOR
 STEP_GAMMA = 0.1  # "step": lr * 0.1 after each third of the epochs
+
+
+def optimizer_options(recipe: dict, optimizer: str) -> dict:
+    """Keyword arguments of ``optimizer`` besides lr: its defaults, plus the recipe's weight decay
+    when the recipe names that optimizer."""
+    options = {k: v for k, v in OPTIMIZER_DEFAULTS[optimizer].items() if k != "lr"}
+    if optimizer == recipe["optimizer"] and "weight_decay" in recipe:
+        options["weight_decay"] = recipe["weight_decay"]
+    return options
 
 
 def make_scheduler(config: dict, optimizer) -> CosineAnnealingLR | WarmupCosine | StepLR | None:

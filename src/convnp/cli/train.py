@@ -24,7 +24,15 @@ from convnp.callbacks import LearningRateScheduler
 from convnp.cli.args import dataset_name, model_name, positive_float, positive_int
 from convnp.cli.data_sources import add_image_options, image_settings, load_training_data
 from convnp.cli.errors import EXIT_INTERRUPTED, EXIT_OK, CLIError, UsageError
-from convnp.cli.recipes import IMAGES_RECIPE, NAMED_RECIPES, OPTIMIZER_DEFAULTS, RECIPES, SCHEDULES, make_scheduler
+from convnp.cli.recipes import (
+    IMAGES_RECIPE,
+    NAMED_RECIPES,
+    OPTIMIZER_DEFAULTS,
+    RECIPES,
+    SCHEDULES,
+    make_scheduler,
+    optimizer_options,
+)
 from convnp.data import Augment
 from convnp.files.atomic import atomic_write_json
 from convnp.models import build_model
@@ -170,9 +178,6 @@ def resolve_config(args: argparse.Namespace) -> dict:
         recipe = IMAGES_RECIPE if images else RECIPES[dataset]
     model = args.model or recipe["model"]
     optimizer = args.optimizer or recipe["optimizer"]
-    optimizer_options = {k: v for k, v in OPTIMIZER_DEFAULTS[optimizer].items() if k != "lr"}
-    if optimizer == recipe["optimizer"] and "weight_decay" in recipe:
-        optimizer_options["weight_decay"] = recipe["weight_decay"]
     if args.lr is not None:
         lr = args.lr
     elif optimizer == recipe["optimizer"]:
@@ -188,7 +193,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         "epochs": args.epochs or recipe["epochs"],
         "batch_size": args.batch_size or recipe["batch_size"],
         "optimizer": optimizer,
-        "optimizer_options": optimizer_options,
+        "optimizer_options": optimizer_options(recipe, optimizer),
         "lr": lr,
         "schedule": args.schedule or recipe["schedule"],
         "warmup_epochs": recipe["warmup_epochs"],
