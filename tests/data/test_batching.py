@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convnp.data import BatchIterator, iterate_minibatches
+from convnp.data import BatchIterator, iterate_minibatches, stratified_split
 
 
 def _data(n=23):
@@ -115,3 +115,43 @@ def test_length_mismatch():
     x, y = _data()
     with pytest.raises(ValueError, match="same number of samples"):
         BatchIterator(x, y[:-1])
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.25, 0.5])
+def test_stratified_split_holds_out_a_share_of_every_class(share):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, size=203)
+    train, held_out = stratified_split(labels, share, seed=7)
+    assert train.dtype == held_out.dtype == np.int64
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, held_out])), np.arange(len(labels)))
+    for label in range(4):
+        members = int(np.sum(labels == label))
+        expected = min(int(np.floor(members * share + 0.5)), members - 1)
+        assert np.sum(labels[held_out] == label) == expected
+    again = stratified_split(labels, share, seed=7)
+    np.testing.assert_array_equal(again[0], train)
+    np.testing.assert_array_equal(again[1], held_out)
+    if share:
+        assert not np.array_equal(stratified_split(labels, share, seed=8)[1], held_out)
+
+
+def test_stratified_split_keeps_one_of_each_class_for_training_and_counts_empty_classes():
+    labels = np.array([0, 0, 2, 1, 1, 1])
+    train, held_out = stratified_split(labels, 0.9, seed=0, num_classes=4)
+    assert sorted(labels[train]) == [0, 1, 2]  # each class keeps one; class 3 has no members
+    assert sorted(labels[held_out]) == [0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("labels", "share", "error", "message"),
+    [
+        (np.zeros(4, np.int64), 1.0, ValueError, r"\[0, 1\)"),
+        (np.zeros(4, np.int64), -0.1, ValueError, r"\[0, 1\)"),
+        (np.zeros(4, np.int64), True, ValueError, r"\[0, 1\)"),
+        (np.zeros(4), 0.2, TypeError, "1-D integer"),
+        (np.zeros((2, 2), np.int64), 0.2, TypeError, "1-D integer"),
+    ],
+)
+def test_stratified_split_rejects_bad_input(labels, share, error, message):
+    with pytest.raises(error, match=message):
+        stratified_split(labels, share)

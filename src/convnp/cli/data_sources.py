@@ -1,7 +1,10 @@
 """The data a command trains or evaluates on: a built-in dataset, or a folder of your own images.
 
 ``convnp train --dataset NAME`` trains on the dataset's training split and
-validates on its test split; ``convnp train --images DIR`` reads DIR with
+validates on its test split, or, with ``--validation-split F``, on a share F of
+each class held out from the training split (the test split is then left
+unused: the way to choose a recipe without looking at the test set);
+``convnp train --images DIR`` reads DIR with
 ``convnp.data.image_folder`` (one sub-folder per class) and validates on a
 share of each class held out (``--validation-split``, 20% by default; the
 split does not depend on ``--seed``, so runs with other seeds are compared on
@@ -19,7 +22,7 @@ import numpy as np
 
 from convnp.cli.args import positive_int
 from convnp.cli.errors import CLIError, UsageError
-from convnp.data import DATASETS, image_folder
+from convnp.data import DATASETS, image_folder, stratified_split
 from convnp.data import load as load_dataset
 from convnp.data.image_folder import COLOR_MODES
 
@@ -72,14 +75,17 @@ def add_image_options(parser: argparse.ArgumentParser) -> None:
         type=_validation_split,
         default=None,
         metavar="F",
-        help="with --images: the share of each class held out for validation (default 0.2)",
+        help="the share of each class held out from the training images for validation (with --images: "
+        "default 0.2; with a dataset: default none, the test split validates)",
     )
 
 
 def image_settings(args: argparse.Namespace) -> dict:
     """The ``--images`` settings for config.json; ``UsageError`` for image options without ``--images``."""
-    given = [name for name in ("image_size", "color_mode", "validation_split") if getattr(args, name) is not None]
+    given = [name for name in ("image_size", "color_mode") if getattr(args, name) is not None]
     if args.images is None:
+        if args.validation_split:
+            return {"validation_split": args.validation_split}
         if given:
             options = ", ".join("--" + name.replace("_", "-") for name in given)
             raise UsageError(f"{options} only apply to --images")
@@ -106,8 +112,22 @@ def load_training_data(config: dict, download: bool, verbose: bool) -> TrainingD
         (x_train, y_train), (x_test, y_test) = load_dataset(
             config["dataset"], data_dir=config.get("data_dir"), download=download, verbose=verbose
         )
+        share = config.get("validation_split")
+        if not share:
+            return TrainingData(
+                x_train, y_train, x_test, y_test, list(info.class_names), config["dataset"], "the test split"
+            )
+        del x_test, y_test  # choosing a recipe on held-out training images never looks at the test split
+        train, held_out = stratified_split(y_train, share, SPLIT_SEED, num_classes=len(info.class_names))
+        description = f"{len(held_out)} training images held out ({share:.4g} of each class; the test split is unused)"
         return TrainingData(
-            x_train, y_train, x_test, y_test, list(info.class_names), config["dataset"], "the test split"
+            x_train[train],
+            y_train[train],
+            x_train[held_out],
+            y_train[held_out],
+            list(info.class_names),
+            config["dataset"],
+            description,
         )
     folder = config["images"]
     (x_train, y_train), (x_val, y_val), names = image_folder(

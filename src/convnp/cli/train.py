@@ -80,7 +80,8 @@ def register(commands: argparse._SubParsersAction) -> None:
             "Train a CNN on a built-in dataset, or on your own images with --images DIR (one "
             "sub-folder per class). With no options: a small CNN on the 8x8 digits "
             "embedded in scikit-learn (no download), >= 97% test accuracy in seconds. "
-            "The test split (with --images: a share of each class held out) is evaluated after "
+            "The test split (with --images or --validation-split: a share of each class of the training "
+            "images held out) is evaluated after "
             "every epoch (shown as validation); it is not used for training or model selection. "
             "Writes RUN/model.npz, checkpoint.npz, config.json, history.json and PNG plots."
         ),
@@ -169,13 +170,13 @@ def resolve_config(args: argparse.Namespace) -> dict:
     recipe_name = getattr(args, "recipe", None)
     if recipe_name is not None:
         recipe = NAMED_RECIPES[recipe_name]
-        if images or (args.dataset is not None and args.dataset != recipe["dataset"]):
-            given = "--images" if images else f"--dataset {args.dataset}"
+        if "images" in images or (args.dataset is not None and args.dataset != recipe["dataset"]):
+            given = "--images" if "images" in images else f"--dataset {args.dataset}"
             raise UsageError(f"--recipe {recipe_name} trains on {recipe['dataset']}; it cannot be used with {given}")
         dataset = recipe["dataset"]
     else:
-        dataset = "images" if images else args.dataset or "digits"
-        recipe = IMAGES_RECIPE if images else RECIPES[dataset]
+        dataset = "images" if "images" in images else args.dataset or "digits"
+        recipe = IMAGES_RECIPE if "images" in images else RECIPES[dataset]
     model = args.model or recipe["model"]
     optimizer = args.optimizer or recipe["optimizer"]
     if args.lr is not None:
@@ -312,6 +313,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and not checkpoint.exists():
         _warn(f"{checkpoint} not found; training {run_dir} from the start")
     classes = f"{len(data.class_names)} classes, " if config["dataset"] == "images" else ""
+    held_out_kind = "test" if data.validation == "the test split" else "validation"
     checked = (
         f"Validation = {data.validation}, evaluated after each epoch (not used for training)."
         if validation
@@ -319,7 +321,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     _log(
         f"{'Resuming' if args.resume else 'Training'} {config['model']} on {data.source} "
-        f"({classes}{len(x_train)} train / {len(data.y_val)} {'validation' if classes else 'test'} images, "
+        f"({classes}{len(x_train)} train / {len(data.y_val)} {held_out_kind} images, "
         f"{'x'.join(map(str, x_train.shape[1:]))}): "
         f"{config['epochs']} epochs, batch {config['batch_size']}, {config['optimizer']} lr {config['lr']:g}, "
         f"schedule {config['schedule']}{', augmented' if augment else ''}, seed {config['seed']}"
@@ -364,7 +366,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         save(model, run_dir / "model.npz", extra=extra)
         atomic_write_json(run_dir / "history.json", history.to_dict())
     # The summary and the plots are about the held-out images, or the training images when there are none.
-    split = ("test" if config["dataset"] != "images" else "validation") if validation else "training"
+    held_out = config["dataset"] == "images" or bool(config.get("validation_split"))
+    split = ("validation" if held_out else "test") if validation else "training"
     x_eval, y_eval = validation or (x_train, y_train)
     flip_average = bool(config.get("flip_average", False))
     # like predict below, every MPI rank computes its part

@@ -7,14 +7,15 @@
   class; ``read_image`` reads one image file the same way.
 - ``read_idx`` / ``write_idx``: the IDX format of MNIST and Fashion-MNIST.
 - ``load_npz``: the ``mndata.npz`` layout of the tutorials.
-- ``BatchIterator`` / ``iterate_minibatches``: seeded, shuffled minibatches.
+- ``BatchIterator`` / ``iterate_minibatches``: seeded, shuffled minibatches;
+  ``stratified_split``: a held-out share of each class.
 - ``random_shift``, ``random_crop``, ``random_flip``, ``random_erase``, ``shift``, ``Augment``:
   vectorised augmentation of NCHW batches.
 """
 
 from convnp.checks import InputWarning
 from convnp.data.augment import Augment, random_crop, random_erase, random_flip, random_shift, shift
-from convnp.data.batching import BatchIterator, iterate_minibatches
+from convnp.data.batching import BatchIterator, iterate_minibatches, stratified_split
 from convnp.data.datasets import DATASETS, DatasetInfo, load
 from convnp.data.download import cache_root
 from convnp.data.errors import ChecksumError, DatasetNotFoundError, DownloadError
@@ -42,6 +43,7 @@ __all__ = [
     "InputWarning",
     "BatchIterator",
     "iterate_minibatches",
+    "stratified_split",
     "Augment",
     "random_shift",
     "random_crop",

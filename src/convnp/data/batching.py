@@ -14,7 +14,7 @@ import numpy as np
 
 from convnp._random import RngLike, as_generator
 
-__all__ = ["BatchIterator", "iterate_minibatches"]
+__all__ = ["BatchIterator", "iterate_minibatches", "stratified_split"]
 
 Transform = Callable[..., np.ndarray]  # called as transform(x_batch, rng=generator)
 
@@ -141,3 +141,45 @@ def iterate_minibatches(
     ...         ...
     """
     return iter(BatchIterator(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, rng=rng, transform=transform))
+
+
+def stratified_split(
+    labels: np.ndarray, validation_split: float, seed: RngLike = 0, num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a training part and a held-out validation part, drawn class by class.
+
+    Each class c with n_c members gives round(n_c * validation_split) of them to
+    validation (half rounds up), but always keeps at least one for training.
+    Both index arrays come back shuffled.
+
+    Parameters
+    ----------
+    labels : array_like, shape (N,)
+        Integer class labels in [0, num_classes).
+    validation_split : float
+        The share held out, in [0, 1).
+    seed : int or numpy.random.Generator
+        Draws the members held out and the order; the same seed gives the same split.
+    num_classes : int, optional
+        Number of classes (default: labels.max() + 1).
+
+    Returns
+    -------
+    (train_indices, validation_indices) : int64 arrays; together a permutation of range(N).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"stratified_split: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
+    if isinstance(validation_split, bool) or not 0 <= validation_split < 1:
+        raise ValueError(f"stratified_split: validation_split must lie in [0, 1), got {validation_split!r}")
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+    rng = as_generator(seed)
+    train, validation = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for label in range(num_classes):
+        members = np.flatnonzero(labels == label)
+        count = min(int(np.floor(len(members) * validation_split + 0.5)), max(len(members) - 1, 0))
+        order = rng.permutation(members)
+        validation.append(order[:count])
+        train.append(order[count:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(validation))

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from convnp.checks import InputWarning
+from convnp.data.batching import stratified_split
 from convnp.data.dataset_info import Split
 from convnp.data.image_files import (
     IMAGE_EXTENSIONS,
@@ -147,20 +148,6 @@ def _auto_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def _split(labels: np.ndarray, num_classes: int, validation_split: float, seed) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices, stratified: each class gives round(n_c * split) images, keeping >= 1 to train."""
-    rng = np.random.default_rng(seed)
-    train, validation = [], []
-    for label in range(num_classes):
-        members = np.flatnonzero(labels == label)
-        count = int(np.floor(len(members) * validation_split + 0.5))
-        count = min(count, len(members) - 1)
-        order = rng.permutation(members)
-        validation.append(order[:count])
-        train.append(order[count:])
-    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(validation))
-
-
 def image_folder(
     path: str | os.PathLike,
     image_size: int | tuple[int, int] | None = None,
@@ -264,6 +251,6 @@ def image_folder(
             "every class needs at least one"
         )
     x = np.stack([arrays[index] for index in keep])  # (N, C, H, W)
-    train, validation = _split(y, len(folders), float(validation_split), seed)
+    train, validation = stratified_split(y, float(validation_split), seed, num_classes=len(folders))
     class_names = [folder.name for folder in folders]
     return ImageFolderData((x[train], y[train]), (x[validation], y[validation]), class_names)

@@ -1,0 +1,50 @@
+"""benchmarks/validate_recipe.py: recipe variants, and a run of one on held-out digits."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from convnp.cli.recipes import NAMED_RECIPES
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_recipe.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("validate_recipe", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_variant_changes_nested_settings_and_leaves_the_recipe_alone(script):
+    recipe = NAMED_RECIPES["fashion-mnist-convnet"]
+    before = json.dumps(recipe, sort_keys=True)
+    changed = script.variant(recipe, ["augmentation.erase_p=0.25", "epochs=3", "model=resnet20", "lr=1e-3"])
+    assert changed["augmentation"] == {**recipe["augmentation"], "erase_p": 0.25}
+    assert (changed["epochs"], changed["model"], changed["lr"]) == (3, "resnet20", 1e-3)
+    assert json.dumps(recipe, sort_keys=True) == before
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        script.variant(recipe, ["epochs"])
+
+
+def test_a_variant_trains_on_held_out_training_images(script, monkeypatch, tmp_path, capsys):
+    small = {**NAMED_RECIPES["fashion-mnist-convnet"], "dataset": "digits", "model_options": {"width": 4}}
+    monkeypatch.setitem(NAMED_RECIPES, "fashion-mnist-convnet", small)
+    run = tmp_path / "run"
+    options = ["--set", "epochs=2", "--set", "augmentation.erase_p=0.5", "--validation-split", "0.2"]
+    registered = set(NAMED_RECIPES)
+    try:
+        assert script.main(["fashion-mnist-convnet", *options, "--out", str(run)]) == 0
+    finally:  # the script registers its variant for the rest of the process
+        for name in set(NAMED_RECIPES) - registered:
+            del NAMED_RECIPES[name]
+    config = json.loads((run / "config.json").read_text())
+    assert config["recipe"] == "fashion-mnist-convnet+epochs=2,augmentation.erase_p=0.5"
+    assert config["epochs"] == 2 and config["augmentation"]["erase_p"] == 0.5
+    assert config["validation_split"] == 0.2
+    assert "validation accuracy" in capsys.readouterr().out
