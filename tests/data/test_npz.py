@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -86,7 +89,7 @@ def test_object_arrays_are_refused_never_unpickled(tmp_path):
     arrays["trainlabels"] = np.array([1, "two", None, 4, 5], dtype=object)
     path = tmp_path / "m.npz"
     np.savez(path, **arrays)
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(ValueError, match="object arrays would need pickle"):
         load_npz(path)
 
 
@@ -123,5 +126,22 @@ def test_not_an_npz(tmp_path):
 
     single = tmp_path / "single.npy"
     np.save(single, np.zeros(3))
-    with pytest.raises(ValueError, match="single array"):
+    with pytest.raises(ValueError, match="single .npy array"):
         load_npz(single)
+
+
+def test_a_header_asking_for_gigabytes_is_refused_before_reading(tmp_path):
+    """A crafted entry whose .npy header declares 10^12 images is refused by its size, not by memory."""
+    path = _save(tmp_path / "m.npz", **_mnist_like())
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, {"descr": "|u1", "fortran_order": False, "shape": (10**12, 784)})
+    huge = stream.getvalue() + _mnist_like()["trainimages"].tobytes()  # the header lies about the data
+    crafted = tmp_path / "crafted.npz"
+    with zipfile.ZipFile(crafted, "w") as archive:
+        for name, data in {**entries, "trainimages.npy": huge}.items():
+            archive.writestr(name, data)
+    with pytest.raises(ValueError, match="damaged") as info:
+        load_npz(crafted)
+    assert str(crafted) in str(info.value)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from convnp.files.safe_zip import read_npz
 
 __all__ = ["load_npz", "NPZ_KEYS"]
 
@@ -67,8 +68,10 @@ def _labels_to_int64(labels: np.ndarray, key: str, path: Path) -> np.ndarray:
 def load_npz(path: str | os.PathLike) -> tuple[Split, Split]:
     """Load an ``mndata.npz``-style file as ``((x_train, y_train), (x_test, y_test))``.
 
-    The file is read with ``allow_pickle=False``: object arrays are refused, so
-    loading never runs code.
+    The file is read by ``convnp.files.safe_zip.read_npz``, not ``numpy.load``:
+    object arrays are refused unread (loading never runs code), and every
+    entry's declared size is checked against the file before it is read (a
+    crafted file cannot exhaust memory).
 
     Parameters
     ----------
@@ -89,28 +92,19 @@ def load_npz(path: str | os.PathLike) -> tuple[Split, Split]:
     Raises
     ------
     ValueError
-        Naming the file: missing keys, a file that is not an ``.npz``, pickled
-        object arrays, shapes or values that are not images/labels, or image
-        and label counts that differ.
+        Naming the file: missing keys, shapes or values that are not
+        images/labels, or image and label counts that differ;
+        ``convnp.files.safe_zip.ArchiveError`` (a ValueError) for a file that
+        is not an ``.npz``, is damaged, holds object arrays or declares sizes it
+        cannot hold.
     """
     path = Path(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError, ValueError) as error:
-        # ValueError: not .npy/.npz at all, which NumPy would try to read as a pickle.
-        raise ValueError(f"{path}: not a readable .npz archive ({error})") from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: expected an .npz archive with {NPZ_KEYS}, found a single array")
-    with archive:
-        missing = [key for key in NPZ_KEYS if key not in archive.files]
-        if missing:
-            raise ValueError(
-                f"{path}: missing keys {missing}; expected {list(NPZ_KEYS)}, found {sorted(archive.files)}"
-            )
-        try:
-            arrays = {key: archive[key] for key in NPZ_KEYS}
-        except ValueError as error:  # object arrays need pickle, which is refused
-            raise ValueError(f"{path}: {error}") from error
+    # convnp's own .npz reader: no pickle, and every declared size checked against the file
+    # before it is read, so a crafted file can neither run code nor ask for gigabytes.
+    arrays = read_npz(path, where=str(path), what=f"an .npz archive with {list(NPZ_KEYS)}")
+    missing = [key for key in NPZ_KEYS if key not in arrays]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}; expected {list(NPZ_KEYS)}, found {sorted(arrays)}")
 
     splits = []
     for part in ("train", "test"):
