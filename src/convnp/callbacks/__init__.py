@@ -11,5 +11,14 @@ from convnp.callbacks.checkpoint import ModelCheckpoint
 from convnp.callbacks.early_stopping import EarlyStopping
 from convnp.callbacks.history import History
 from convnp.callbacks.scheduler import LearningRateScheduler
+from convnp.callbacks.weight_average import ExponentialMovingAverage
 
-__all__ = ["Callback", "History", "BackupAndRestore", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler"]
+__all__ = [
+    "Callback",
+    "History",
+    "BackupAndRestore",
+    "EarlyStopping",
+    "ExponentialMovingAverage",
+    "ModelCheckpoint",
+    "LearningRateScheduler",
+]

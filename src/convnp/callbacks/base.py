@@ -45,6 +45,12 @@ class Callback:
     def on_interrupt(self) -> None:
         """Ctrl-C stopped the run after a batch (``self.run`` holds the position); fit raises KeyboardInterrupt next."""
 
+    def on_validation_begin(self) -> None:
+        """Before the validation pass after each epoch (only with ``validation_data``)."""
+
+    def on_validation_end(self) -> None:
+        """After the validation pass, before ``on_epoch_end``."""
+
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         pass
 
@@ -75,6 +81,14 @@ class CallbackList:
     def on_interrupt(self) -> None:
         for callback in self.callbacks:
             callback.on_interrupt()
+
+    def on_validation_begin(self) -> None:
+        for callback in self.callbacks:
+            callback.on_validation_begin()
+
+    def on_validation_end(self) -> None:
+        for callback in reversed(self.callbacks):  # undone in the opposite order
+            callback.on_validation_end()
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         for callback in self.callbacks:

@@ -135,7 +135,11 @@ def fit(
 
             val = NO_VALIDATION
             if validation is not None:
-                val = evaluate(model, *validation, batch_size=max(batch_size, 256), loss=loss, check_inputs=False)
+                hooks.on_validation_begin()  # e.g. an ExponentialMovingAverage swaps its average in
+                try:
+                    val = evaluate(model, *validation, batch_size=max(batch_size, 256), loss=loss, check_inputs=False)
+                finally:
+                    hooks.on_validation_end()
             logs = {
                 "loss": totals.loss,
                 "accuracy": totals.accuracy if y.ndim == 1 else None,
