@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import convnp
+from convnp.cli.data_sources import SPLIT_SEED
 from convnp.cli.recipes import NAMED_RECIPES
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_recipe.py"
@@ -32,19 +34,34 @@ def test_variant_changes_nested_settings_and_leaves_the_recipe_alone(script):
         script.variant(recipe, ["epochs"])
 
 
+def run_variant(script, out, *settings: str) -> dict:
+    """The script on the recipe with ``settings`` (and 20% held out); returns the run's history."""
+    options = [option for setting in settings for option in ("--set", setting)]
+    registered = set(NAMED_RECIPES)
+    try:
+        assert script.main(["fashion-mnist-convnet", *options, "--validation-split", "0.2", "--out", str(out)]) == 0
+    finally:  # the script registers its variant for the rest of the process
+        for name in set(NAMED_RECIPES) - registered:
+            del NAMED_RECIPES[name]
+    return json.loads((out / "history.json").read_text())
+
+
 def test_a_variant_trains_on_held_out_training_images(script, monkeypatch, tmp_path, capsys):
     small = {**NAMED_RECIPES["fashion-mnist-convnet"], "dataset": "digits", "model_options": {"width": 4}}
     monkeypatch.setitem(NAMED_RECIPES, "fashion-mnist-convnet", small)
     run = tmp_path / "run"
-    options = ["--set", "epochs=2", "--set", "augmentation.erase_p=0.5", "--validation-split", "0.2"]
-    registered = set(NAMED_RECIPES)
-    try:
-        assert script.main(["fashion-mnist-convnet", *options, "--out", str(run)]) == 0
-    finally:  # the script registers its variant for the rest of the process
-        for name in set(NAMED_RECIPES) - registered:
-            del NAMED_RECIPES[name]
+    history = run_variant(script, run, "epochs=2", "augmentation.erase_p=0.5", "ema_decay=0.9")
     config = json.loads((run / "config.json").read_text())
-    assert config["recipe"] == "fashion-mnist-convnet+epochs=2,augmentation.erase_p=0.5"
-    assert config["epochs"] == 2 and config["augmentation"]["erase_p"] == 0.5
+    assert config["recipe"] == "fashion-mnist-convnet+epochs=2,augmentation.erase_p=0.5,ema_decay=0.9"
+    assert config["epochs"] == 2 and config["augmentation"]["erase_p"] == 0.5 and config["ema_decay"] == 0.9
     assert config["validation_split"] == 0.2
     assert "validation accuracy" in capsys.readouterr().out
+    # the model saved is the weight average, the one the last epoch validated
+    (x, y), _ = convnp.data.load("digits")
+    _, held_out = convnp.data.stratified_split(y, 0.2, SPLIT_SEED, num_classes=10)
+    result = convnp.load(run / "model.npz").evaluate(x[held_out], y[held_out])
+    assert history["val_loss"][-1] == pytest.approx(result["loss"], rel=1e-6)
+    # without the average: the same training, another model
+    plain_history = run_variant(script, tmp_path / "plain", "epochs=2", "augmentation.erase_p=0.5")
+    assert plain_history["loss"] == history["loss"]
+    assert plain_history["val_loss"][-1] != pytest.approx(history["val_loss"][-1], rel=1e-4)

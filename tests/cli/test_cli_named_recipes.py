@@ -20,7 +20,7 @@ from tests.cli.helpers import train
 def test_named_recipes_are_complete():
     keys = set(RECIPES["digits"]) | {"dataset", "flip_average"}
     for name, recipe in NAMED_RECIPES.items():
-        assert keys <= set(recipe) <= keys | {"weight_decay"}, name
+        assert keys <= set(recipe) <= keys | {"weight_decay", "ema_decay"}, name
         assert recipe["dataset"] in DATASETS
         assert recipe["model"] in MODELS and recipe["optimizer"] in OPTIMIZER_DEFAULTS
         assert recipe["schedule"] in SCHEDULES

@@ -84,6 +84,8 @@ RECIPES["mnist"] = {**RECIPES["fashion-mnist"], "augment": True}
 # Recipes chosen by name (convnp train --recipe NAME): the keys above, plus
 #   dataset                the dataset the recipe trains on
 #   flip_average           whether the final test accuracy averages each image with its mirror image
+#   ema_decay              (optional) train with callbacks.ExponentialMovingAverage(decay=ema_decay):
+#                          the averaged weights are validated and kept
 NAMED_RECIPES: dict[str, dict] = {
     # The default Fashion-MNIST network, trained for most of an hour on shifted and mirrored images.
     "fashion-mnist-convnet": {

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from convnp import distributed, plots
 from convnp._version import __version__
-from convnp.callbacks import LearningRateScheduler
+from convnp.callbacks import ExponentialMovingAverage, LearningRateScheduler
 from convnp.cli.args import dataset_name, model_name, positive_float, positive_int
 from convnp.cli.data_sources import add_image_options, image_settings, load_training_data
 from convnp.cli.errors import EXIT_INTERRUPTED, EXIT_OK, CLIError, UsageError
@@ -202,6 +202,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         "augmentation": dict(recipe["augmentation"]),
         "label_smoothing": recipe["label_smoothing"],
         "flip_average": recipe.get("flip_average", False),
+        "ema_decay": recipe.get("ema_decay"),
         "seed": 0 if args.seed is None else args.seed,
         "dtype": args.dtype or "float32",
         "data_dir": args.data_dir,
@@ -302,6 +303,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     scheduler = make_scheduler(config, optimizer)
     callbacks = [] if scheduler is None else [_StretchingScheduler(scheduler)]
+    if config.get("ema_decay"):  # validated each epoch and kept at the end
+        callbacks.append(ExponentialMovingAverage(decay=config["ema_decay"]))
     augment = Augment(**config.get("augmentation", {})) if config.get("augment") else None
 
     checkpoint = run_dir / "checkpoint.npz"
