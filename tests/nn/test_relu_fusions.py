@@ -1,4 +1,5 @@
-"""BatchNormReLUStep, AddReLUStep and ConvBatchNormStep's ReLU: the fused plans against every layer run alone.
+"""BatchNormReLUStep, AddReLUStep, ConvReLUAvgPoolStep and ConvBatchNormStep's ReLU: the fused plans against
+every layer run alone.
 
 The reference is the same model's nodes as one ``LayerStep`` each, run by the
 same engine (fan-out gradients added as always). Training and inference
@@ -13,9 +14,10 @@ import pytest
 from convnp.backend import threads
 from convnp.functional.losses import softmax_cross_entropy
 from convnp.gradcheck import gradcheck
-from convnp.models import resnet20
+from convnp.models import lenet5, resnet20
 from convnp.nn import (
     Add,
+    AvgPool2D,
     BatchNorm1D,
     BatchNorm2D,
     Concatenate,
@@ -30,7 +32,7 @@ from convnp.nn import (
     Sequential,
     engine,
 )
-from convnp.nn.plan import AddReLUStep, BatchNormReLUStep, ConvBatchNormStep, LayerStep, Plan
+from convnp.nn.plan import AddReLUStep, BatchNormReLUStep, ConvBatchNormStep, ConvReLUAvgPoolStep, LayerStep, Plan
 
 TOLERANCE = 1e-12
 
@@ -66,12 +68,37 @@ def small_resnet(dtype="float64", seed=0):
     return resnet20((3, 8, 8), num_classes=4, seed=seed, dtype=dtype)
 
 
-BUILDERS = {"resnet20": small_resnet, "two_readers": two_readers, "chain": chain, "shared_adds": shared_adds}
+def small_lenet(dtype="float64", seed=0):
+    """LeNet-5's two convolution, ReLU, average pooling blocks (the second on 6x6: padded)."""
+    return lenet5((1, 12, 12), num_classes=4, seed=seed, dtype=dtype)
+
+
+def avg_pools(dtype="float64", seed=0):
+    """Convolution, ReLU, 2x2 average pooling: on an odd 7x7 output, with a ReLU read twice, and with a 3x3 pool."""
+    inputs = Input((2, 9, 9))
+    odd = AvgPool2D(2)(ReLU()(Conv2D(3, 3)(inputs)))  # 7x7 -> 3x3: fused, the last row and column dropped
+    shared = ReLU()(Conv2D(3, 3, padding=1)(odd))  # read by the pooling and by the Add: not fused
+    pooled = AvgPool2D(2)(shared)
+    wide = AvgPool2D(3, stride=1, padding=1)(ReLU()(Conv2D(3, 3, padding=1)(odd)))  # not a 2x2 pool: not fused
+    both = Concatenate(axis=1)([Flatten()(pooled), Flatten()(Add()([shared, wide]))])
+    return Model(inputs, Dense(3)(both), dtype=dtype, seed=seed)
+
+
+BUILDERS = {
+    "resnet20": small_resnet,
+    "two_readers": two_readers,
+    "chain": chain,
+    "shared_adds": shared_adds,
+    "lenet5": small_lenet,
+    "avg_pools": avg_pools,
+}
 EXPECTED_STEPS = {  # fused steps of the training plan
-    "resnet20": {BatchNormReLUStep: 10, AddReLUStep: 9},
+    "resnet20": {BatchNormReLUStep: 10, AddReLUStep: 9, ConvReLUAvgPoolStep: 0},
     "two_readers": {BatchNormReLUStep: 0, AddReLUStep: 1},
     "chain": {BatchNormReLUStep: 3, AddReLUStep: 0},
     "shared_adds": {BatchNormReLUStep: 0, AddReLUStep: 2},
+    "lenet5": {ConvReLUAvgPoolStep: 2},
+    "avg_pools": {ConvReLUAvgPoolStep: 1, AddReLUStep: 0},
 }
 
 
@@ -137,6 +164,8 @@ def test_the_training_plan_has_the_fused_steps_where_they_belong(name):
             assert isinstance(step.layers[0], (BatchNorm1D, BatchNorm2D)) and type(step.layers[1]) is ReLU
         if isinstance(step, AddReLUStep):
             assert type(step.layers[0]) is Add and type(step.layers[1]) is ReLU and len(step.inputs) >= 2
+        if isinstance(step, ConvReLUAvgPoolStep):
+            assert [type(layer) for layer in step.layers] == [Conv2D, ReLU, AvgPool2D]
 
 
 def test_resnet20_plans_fuse_every_relu():
@@ -206,7 +235,7 @@ def test_fused_inference_equals_the_layers_one_by_one(shards, name, count):
 
 
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("name", ["chain", "two_readers", "shared_adds"])
+@pytest.mark.parametrize("name", ["chain", "two_readers", "shared_adds", "lenet5", "avg_pools"])
 def test_fused_steps_pass_finite_differences(name, training):
     model = build(name)
     x, _ = data(model, size=3)
@@ -215,7 +244,8 @@ def test_fused_steps_pass_finite_differences(name, training):
 
 
 def test_a_fused_step_refuses_a_backward_pass_before_its_forward_pass():
-    for name in ("chain", "shared_adds"):
-        step = next(s for s in build(name).execution_plan() if isinstance(s, (BatchNormReLUStep, AddReLUStep)))
+    for name in ("chain", "shared_adds", "lenet5"):
+        fused = (BatchNormReLUStep, AddReLUStep, ConvReLUAvgPoolStep)
+        step = next(s for s in build(name).execution_plan() if isinstance(s, fused))
         with pytest.raises(RuntimeError, match="backward called before forward"):
             step.backward(np.zeros((2, *step.layers[-1].output_shape)))

@@ -1,4 +1,9 @@
-"""A convolution followed by 2x2 / stride 2 max pooling, computed chunk by chunk in one pass.
+"""A convolution followed by 2x2 / stride 2 pooling, computed chunk by chunk in one pass.
+
+Two fusions: ``conv2d_max_pool2d`` (a convolution, then max pooling) and
+``conv2d_relu_avg_pool2d`` (a convolution, ReLU, then average pooling: LeNet's
+block). The text below is about the first; the second is the same with the
+ReLU applied to each chunk in place and its mask kept (see its docstring).
 
 The values and gradients are exactly those of ``conv2d`` then ``max_pool2d(2)``
 (see conv.py and pooling.py for the math). What changes is where the
@@ -49,7 +54,14 @@ from convnp.functional.pooling import (
     max_pool2d_forward,
 )
 
-__all__ = ["conv2d_max_pool2d_forward", "conv2d_max_pool2d_backward", "ConvPoolCache"]
+__all__ = [
+    "conv2d_max_pool2d_forward",
+    "conv2d_max_pool2d_backward",
+    "ConvPoolCache",
+    "conv2d_relu_avg_pool2d_forward",
+    "conv2d_relu_avg_pool2d_backward",
+    "ConvReLUAvgPoolCache",
+]
 
 
 @dataclass
@@ -129,5 +141,102 @@ def conv2d_max_pool2d_backward(
         dconv = scratch("conv-pool unpooled", (last - first, *conv.out_hw, filters), dout.dtype)
         halving_unpool_chunk(dout_nhwc[first:last], cache.right_wins[first:last], cache.bottom_wins[first:last], dconv)
         return dconv.reshape((last - first) * rows_per_image, filters)
+
+    return conv_backward_by_chunks(conv, unpooled_chunk, input_grad, dout_built_per_chunk=True)
+
+
+# ------------------------------------------------- convolution, ReLU, 2x2 average pooling
+@dataclass
+class ConvReLUAvgPoolCache:
+    """The convolution's cache and where its output was positive (ReLU's mask)."""
+
+    conv: Conv2dCache
+    positive: np.ndarray  # (N, H_conv, W_conv, F) bool: conv output > 0
+
+
+def conv2d_relu_avg_pool2d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> tuple[np.ndarray, ConvReLUAvgPoolCache]:
+    """``avg_pool2d(relu(conv2d(x, weight, bias, ...)), 2)`` without the full-size convolution output.
+
+    Per chunk of a few images: the convolution into a scratch buffer,
+    z = max(z, 0) in place with the mask z > 0 kept, then each 2x2 window's
+    mean, summed in ``avg_pool2d``'s order, ((top-left + top-right) +
+    bottom-left) + bottom-right, times 1/4: the values of the three ops, bit
+    for bit. An odd last row or column of the convolution output is dropped,
+    as the pooling drops it.
+
+    Shape: x (N, C, H, W) -> out (N, F, H_conv // 2, W_conv // 2), stored channels-last.
+    """
+    _check_conv_args(x, weight, bias, groups)
+    stride = pair(stride, "stride", "conv2d")
+    dilation = pair(dilation, "dilation", "conv2d")
+    n, _, height, width = x.shape
+    filters, _, kh, kw = weight.shape
+    pads, conv_hw = conv_geometry((height, width), (kh, kw), stride, padding, dilation, "conv2d", x.shape)
+    if min(conv_hw) < 2:
+        raise ValueError(f"conv2d_relu_avg_pool2d: the convolution output {conv_hw} is smaller than the 2x2 pool")
+    h_out, w_out = conv_hw[0] // 2, conv_hw[1] // 2
+    x_nhwc = x.transpose(0, 2, 3, 1)
+    conv_cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, conv_hw)
+    rows = weight_rows(weight, groups)  # (G, F/G, KH*KW*C/G)
+    out = np.empty((n, h_out, w_out, filters), dtype=x.dtype)
+    positive = np.empty((n, *conv_hw, filters), dtype=bool)
+    zero, quarter = x.dtype.type(0), x.dtype.type(0.25)
+
+    def forward_chunk(first: int, last: int) -> None:
+        conv_out = scratch("conv-relu-pool conv out", (last - first, *conv_hw, filters), x.dtype)  # never kept
+        convolve_chunk(x_nhwc[first:last], rows, bias, conv_cache, out=conv_out)
+        np.maximum(conv_out, zero, out=conv_out)
+        np.greater(conv_out, zero, out=positive[first:last])
+        windows = conv_out[:, : 2 * h_out, : 2 * w_out].reshape(last - first, h_out, 2, w_out, 2, filters)
+        pooled = out[first:last]
+        np.add(windows[:, :, 0, :, 0], windows[:, :, 0, :, 1], out=pooled)
+        pooled += windows[:, :, 1, :, 0]
+        pooled += windows[:, :, 1, :, 1]
+        pooled *= quarter
+
+    values_per_image = im2col_values(conv_cache) + conv_hw[0] * conv_hw[1] * filters
+    run_batched(forward_chunk, n, cache_work(conv_cache), images_per_chunk(values_per_image, x.dtype))
+    return out.transpose(0, 3, 1, 2), ConvReLUAvgPoolCache(conv_cache, positive)
+
+
+def conv2d_relu_avg_pool2d_backward(
+    dout: np.ndarray, cache: ConvReLUAvgPoolCache, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Gradients of ``conv2d_relu_avg_pool2d_forward`` with respect to x, weight and bias.
+
+    Per chunk: each window's dout / 4 to its four inputs (0 to an odd last row
+    or column), times ReLU's mask, handed straight to the convolution's
+    backward pass.
+
+    Shape: dout (N, F, H_pool, W_pool) -> dx (N, C, H, W) (None with ``input_grad=False``),
+    dweight (F, C/G, KH, KW), dbias (F,) or None.
+    """
+    conv = cache.conv
+    n, filters = conv.x_shape[0], conv.weight.shape[0]
+    h_conv, w_conv = conv.out_hw
+    h_out, w_out = h_conv // 2, w_conv // 2
+    if dout.shape != (n, filters, h_out, w_out):
+        raise ValueError(
+            f"conv2d_relu_avg_pool2d_backward: expected dout of shape {(n, filters, h_out, w_out)}, got {dout.shape}"
+        )
+    dout_nhwc = dout.transpose(0, 2, 3, 1)
+    quarter = dout.dtype.type(0.25)
+
+    def unpooled_chunk(first: int, last: int) -> np.ndarray:
+        dconv = scratch("conv-relu-pool unpooled", (last - first, h_conv, w_conv, filters), dout.dtype)
+        if h_conv != 2 * h_out or w_conv != 2 * w_out:
+            dconv.fill(0)  # odd edges: no window reads them
+        windows = dconv[:, : 2 * h_out, : 2 * w_out].reshape(last - first, h_out, 2, w_out, 2, filters)
+        np.multiply(dout_nhwc[first:last, :, None, :, None, :], quarter, out=windows)
+        np.multiply(dconv, cache.positive[first:last], out=dconv)  # ReLU's backward, as relu_backward does it
+        return dconv.reshape((last - first) * h_conv * w_conv, filters)
 
     return conv_backward_by_chunks(conv, unpooled_chunk, input_grad, dout_built_per_chunk=True)

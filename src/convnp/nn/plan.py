@@ -24,6 +24,13 @@ moving less memory:
   never exists (``convnp/functional/conv_pool.py``); a ReLU runs after the
   pooling, as above. A convolution set to ``algorithm="winograd"`` keeps its
   own algorithm and is not fused.
+- ``ConvReLUAvgPoolStep``: a ``Conv2D`` (as above), a ``ReLU`` and a 2x2 /
+  stride 2 ``AvgPool2D`` (LeNet's block) run as one chunked pass: each
+  chunk's convolution output is clipped in place, its mask kept, and pooled
+  while in cache, the window sums in ``avg_pool2d``'s order, so the output
+  and gradients are the three layers' exactly (``conv2d_relu_avg_pool2d`` in
+  ``convnp/functional/conv_pool.py``). Average pooling does not commute with
+  ReLU, so here the ReLU runs before the pooling, on the full-size output.
 - ``BatchNormReLUStep``: a ``BatchNorm2D`` (or ``BatchNorm1D``) followed by a
   ``ReLU``, in training and inference, runs as one op
   (``convnp/functional/batch_norm.py``) that clips each chunk of the
@@ -68,12 +75,13 @@ from convnp.nn.conv import Conv2D
 from convnp.nn.layer import Layer
 from convnp.nn.merge import Add
 from convnp.nn.normalization import BatchNorm1D, BatchNorm2D
-from convnp.nn.pooling import MaxPool2D
+from convnp.nn.pooling import AvgPool2D, MaxPool2D
 from convnp.nn.steps import (
     AddReLUStep,
     BatchNormReLUStep,
     ConvBatchNormStep,
     ConvPoolStep,
+    ConvReLUAvgPoolStep,
     LayerStep,
     PoolThenReLU,
     Step,
@@ -86,6 +94,7 @@ __all__ = [
     "LayerStep",
     "PoolThenReLU",
     "ConvPoolStep",
+    "ConvReLUAvgPoolStep",
     "ConvBatchNormStep",
     "BatchNormReLUStep",
     "AddReLUStep",
@@ -131,13 +140,13 @@ def _poolable_conv(layer: Layer) -> bool:
     return _plain_conv(layer) and layer.algorithm == "im2col"
 
 
-def _halving_pool(layer: Layer) -> bool:
-    """A built MaxPool2D whose 2x2 windows at stride 2 tile the input from its top-left corner.
+def _halving_pool(layer: Layer, kind: type = MaxPool2D) -> bool:
+    """A built ``kind`` pooling whose 2x2 windows at stride 2 tile the input from its top-left corner.
 
     Padding after the input that no window reaches, or a ceil mode with
     nothing to round, changes nothing; padding before it, or a dilation, does.
     """
-    if type(layer) is not MaxPool2D or not layer.built or layer.kernel_size != (2, 2) or layer.stride != (2, 2):
+    if type(layer) is not kind or not layer.built or layer.kernel_size != (2, 2) or layer.stride != (2, 2):
         return False
     height, width = layer.input_shape[1:]
     top, _, left, _ = normalize_padding(layer.padding, (2, 2), (2, 2), (1, 1), (height, width))
@@ -195,6 +204,10 @@ def build_plan(nodes: list[tuple[Layer, tuple[int, ...]]], output: int | None = 
         elif (_poolable_conv(layer) and reader is not None and type(nodes[reader][0]) is ReLU
               and after is not None and _halving_pool(nodes[after][0])):  # fmt: skip
             step = ConvPoolStep(layer, nodes[after][0], nodes[reader][0])
+            chain += [reader, after]
+        elif (_poolable_conv(layer) and reader is not None and type(nodes[reader][0]) is ReLU
+              and after is not None and _halving_pool(nodes[after][0], AvgPool2D)):  # fmt: skip
+            step = ConvReLUAvgPoolStep(layer, nodes[reader][0], nodes[after][0])
             chain += [reader, after]
         elif inference and _plain_conv(layer) and reader is not None and _foldable_batch_norm(nodes[reader][0]):
             relu = after if _relu_alone(after) else None

@@ -11,7 +11,8 @@ be built again at any time and runs the same. ``shard_copy`` gives a twin over
 the layers' ``shard_copy``s, so that shards of one batch run the same plan at
 the same time (``convnp/nn/shards.py``). ``step.layers`` lists a step's layers
 in the order they compute: (pool, relu) for ``PoolThenReLU``, (conv, pool) or
-(conv, pool, relu) for ``ConvPoolStep``, (conv, batch_norm) or
+(conv, pool, relu) for ``ConvPoolStep``, (conv, relu, pool) for
+``ConvReLUAvgPoolStep``, (conv, batch_norm) or
 (conv, batch_norm, relu) for ``ConvBatchNormStep``, (batch_norm, relu) and
 (add, relu) for ``BatchNormReLUStep`` and ``AddReLUStep``.
 """
@@ -24,19 +25,25 @@ import numpy as np
 
 from convnp.functional.activations import add_relu_backward, add_relu_forward, relu_backward, relu_forward
 from convnp.functional.batch_norm import batch_norm_relu_backward, batch_norm_relu_forward
-from convnp.functional.conv_pool import conv2d_max_pool2d_backward, conv2d_max_pool2d_forward
+from convnp.functional.conv_pool import (
+    conv2d_max_pool2d_backward,
+    conv2d_max_pool2d_forward,
+    conv2d_relu_avg_pool2d_backward,
+    conv2d_relu_avg_pool2d_forward,
+)
 from convnp.nn.activations import ReLU
 from convnp.nn.conv import CONV_ALGORITHMS, Conv2D
 from convnp.nn.layer import Layer
 from convnp.nn.merge import Add
 from convnp.nn.normalization import BatchNorm1D, BatchNorm2D
-from convnp.nn.pooling import MaxPool2D
+from convnp.nn.pooling import AvgPool2D, MaxPool2D
 
 __all__ = [
     "Step",
     "LayerStep",
     "PoolThenReLU",
     "ConvPoolStep",
+    "ConvReLUAvgPoolStep",
     "ConvBatchNormStep",
     "BatchNormReLUStep",
     "AddReLUStep",
@@ -157,6 +164,35 @@ class ConvPoolStep(_ReLUAfter):
     def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         grad = self.conv.check_grad(self.relu_backward(grad))
         dx, dweight, dbias = conv2d_max_pool2d_backward(grad, self.conv.cache, input_grad)
+        self.conv.weight.grad = dweight
+        if self.conv.bias is not None:
+            self.conv.bias.grad = dbias
+        return dx
+
+
+class ConvReLUAvgPoolStep(Step):
+    """``Conv2D``, ``ReLU``, then 2x2 / stride 2 ``AvgPool2D`` (LeNet's block) in one chunked pass.
+
+    The ReLU's mask stays in the fused op's cache (kept by the convolution);
+    the ReLU and the pooling layers keep nothing.
+
+    Shape: (N, C, H, W) -> (N, F, H_conv // 2, W_conv // 2)
+    """
+
+    def __init__(self, conv: Conv2D, relu: ReLU, pool: AvgPool2D) -> None:
+        self.conv, self.relu, self.pool = conv, relu, pool
+        self.layers = (conv, relu, pool)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        conv = self.conv
+        bias = None if conv.bias is None else conv.bias.data
+        out, conv.cache = conv2d_relu_avg_pool2d_forward(
+            conv.check_input(x), conv.weight.data, bias, conv.stride, conv.padding, conv.dilation, conv.groups
+        )
+        return out
+
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        dx, dweight, dbias = conv2d_relu_avg_pool2d_backward(self.conv.check_grad(grad), self.conv.cache, input_grad)
         self.conv.weight.grad = dweight
         if self.conv.bias is not None:
             self.conv.bias.grad = dbias
