@@ -506,4 +506,4 @@ def test_load_npz_rejects_pickled_and_foreign_files(tmp_path):
     check(lambda: load_npz(path), ValueError, [str(path)])
     text = tmp_path / "text.npz"
     text.write_text("not an archive")
-    check(lambda: load_npz(text), ValueError, [str(text), "not a readable .npz"])
+    check(lambda: load_npz(text), ValueError, [str(text), "not an .npz (zip) archive"])
