@@ -33,7 +33,10 @@ class ExponentialMovingAverage(Callback):
 
     The average and the update count are checkpointed by ``fit(checkpoint=...)``,
     so a resumed run averages as an uninterrupted one. Under MPI every rank
-    holds the same weights, hence the same average.
+    holds the same weights, hence the same average. Callbacks that read the
+    model at an epoch's end (``EarlyStopping``'s best weights,
+    ``ModelCheckpoint``) see the training weights there, while the validation
+    metrics they monitor are the average's.
     """
 
     def __init__(self, decay: float = 0.999, warmup: bool = True) -> None:
