@@ -88,6 +88,8 @@ RECIPES["mnist"] = {**RECIPES["fashion-mnist"], "augment": True}
 #                          the averaged weights are validated and kept
 NAMED_RECIPES: dict[str, dict] = {
     # The default Fashion-MNIST network, trained for most of an hour on shifted and mirrored images.
+    # Chosen on 10,000 held-out training images over the same with random erasing (94.45% vs 93.93%
+    # flip-averaged); measured: 94.45% test accuracy in 2,601 s on 2 cores, seed 0 (RESULTS.md).
     "fashion-mnist-convnet": {
         **RECIPES["fashion-mnist"],
         "dataset": "fashion-mnist",
