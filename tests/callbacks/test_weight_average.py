@@ -11,12 +11,11 @@ from tests.training.test_resume import BATCH, BATCHES, Interrupt, augment, datas
 
 
 class Recorder(callbacks.Callback):
-    """The training weights at the start, after every batch and at every epoch end; the logs."""
+    """The training weights at the start, after every batch and at every epoch end."""
 
     def __init__(self) -> None:
         self.after_batches: list[dict] = []
         self.epoch_ends: list[dict] = []
-        self.logs: list[dict] = []
 
     def on_train_begin(self) -> None:
         self.start = self.model.state_dict()
@@ -26,7 +25,6 @@ class Recorder(callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         self.epoch_ends.append(self.model.state_dict())
-        self.logs.append(dict(logs))
 
 
 class AverageAtEpochEnd(callbacks.Callback):

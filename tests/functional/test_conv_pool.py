@@ -1,11 +1,17 @@
-"""conv2d followed by 2x2 max pooling in one pass: equal to the two ops, to PyTorch and to finite differences."""
+"""conv2d followed by 2x2 max pooling in one pass: equal to the two ops, to PyTorch and to finite differences
+(the last two also for conv2d + ReLU + 2x2 average pooling, whose own tests are test_conv_relu_avg_pool.py)."""
 
 import numpy as np
 import pytest
 
 from convnp.functional import conv_pool
 from convnp.functional.conv import conv2d_backward, conv2d_forward
-from convnp.functional.conv_pool import conv2d_max_pool2d_backward, conv2d_max_pool2d_forward
+from convnp.functional.conv_pool import (
+    conv2d_max_pool2d_backward,
+    conv2d_max_pool2d_forward,
+    conv2d_relu_avg_pool2d_backward,
+    conv2d_relu_avg_pool2d_forward,
+)
 from convnp.functional.pooling import max_pool2d_backward, max_pool2d_forward
 from convnp.gradcheck import numerical_gradient, relative_error
 from tests.functional.test_conv import conv_args, make_tensors, random_conv_config
@@ -59,20 +65,36 @@ def test_fused_equals_conv_then_pool(config, chunk_bytes):
             np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)
 
 
+# Both fused ops of conv_pool: (forward, backward, the same with torch.nn.functional)
+FUSED = {
+    "conv-maxpool": (
+        conv2d_max_pool2d_forward,
+        conv2d_max_pool2d_backward,
+        lambda torch, z: torch.nn.functional.max_pool2d(z, 2),
+    ),
+    "conv-relu-avgpool": (
+        conv2d_relu_avg_pool2d_forward,
+        conv2d_relu_avg_pool2d_backward,
+        lambda torch, z: torch.nn.functional.avg_pool2d(torch.relu(z), 2),
+    ),
+}
+
+
+@pytest.mark.parametrize("fused", list(FUSED))
 @pytest.mark.parametrize("config", CONFIGS[:20], ids=[f"cfg{i}" for i in range(20)])
-def test_fused_matches_torch(config):
+def test_fused_matches_torch(config, fused):
     torch = pytest.importorskip("torch")
+    forward, backward, after_conv = FUSED[fused]
     rng = np.random.default_rng(hash(str(config)) % 2**32 + 1)
     x, weight, bias = make_tensors(config, rng)
-    out, cache = conv2d_max_pool2d_forward(x, weight, bias, *conv_args(config))
+    out, cache = forward(x, weight, bias, *conv_args(config))
     dout = rng.standard_normal(out.shape)
-    dx, dweight, dbias = conv2d_max_pool2d_backward(dout, cache)
+    dx, dweight, dbias = backward(dout, cache)
 
     x_t, w_t = torch.tensor(x, requires_grad=True), torch.tensor(weight, requires_grad=True)
     b_t = torch.tensor(bias, requires_grad=True) if bias is not None else None
     stride, padding, dilation, groups = conv_args(config)
-    conv_t = torch.nn.functional.conv2d(x_t, w_t, b_t, stride, padding, dilation, groups)
-    out_t = torch.nn.functional.max_pool2d(conv_t, 2)
+    out_t = after_conv(torch, torch.nn.functional.conv2d(x_t, w_t, b_t, stride, padding, dilation, groups))
     out_t.backward(torch.tensor(dout))
     np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-10, atol=1e-10)
@@ -81,16 +103,18 @@ def test_fused_matches_torch(config):
         np.testing.assert_allclose(dbias, b_t.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("fused", list(FUSED))
 @pytest.mark.parametrize("config", CONFIGS[:6], ids=[f"cfg{i}" for i in range(6)])
-def test_fused_gradients_match_finite_differences(config):
+def test_fused_gradients_match_finite_differences(config, fused):
+    forward, backward, _ = FUSED[fused]
     rng = np.random.default_rng(7)
     x, weight, bias = make_tensors(config, rng)
-    out, cache = conv2d_max_pool2d_forward(x, weight, bias, *conv_args(config))
+    out, cache = forward(x, weight, bias, *conv_args(config))
     probe = rng.standard_normal(out.shape)
-    dx, dweight, dbias = conv2d_max_pool2d_backward(probe, cache)
+    dx, dweight, dbias = backward(probe, cache)
 
     def loss():
-        return float(np.sum(conv2d_max_pool2d_forward(x, weight, bias, *conv_args(config))[0] * probe))
+        return float(np.sum(forward(x, weight, bias, *conv_args(config))[0] * probe))
 
     assert relative_error(dx, numerical_gradient(loss, x)) < 1e-6
     assert relative_error(dweight, numerical_gradient(loss, weight)) < 1e-6

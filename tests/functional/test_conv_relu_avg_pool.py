@@ -1,5 +1,5 @@
-"""conv2d, ReLU, then 2x2 average pooling in one pass: the three ops (the output bit for bit), the naive
-twin, PyTorch and finite differences."""
+"""conv2d, ReLU, then 2x2 average pooling in one pass: the three ops (the output bit for bit) and the naive
+twin; test_conv_pool.py holds it to PyTorch and finite differences beside the max-pooling fusion."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,6 @@ from convnp.functional.activations import relu_backward, relu_forward
 from convnp.functional.conv import conv2d_backward, conv2d_forward
 from convnp.functional.conv_pool import conv2d_relu_avg_pool2d_backward, conv2d_relu_avg_pool2d_forward
 from convnp.functional.pooling import avg_pool2d_backward, avg_pool2d_forward
-from convnp.gradcheck import numerical_gradient, relative_error
 from tests.functional.test_conv import conv_args, make_tensors
 from tests.functional.test_conv_pool import CONFIGS, chunk_bytes  # noqa: F401  (a fixture)
 
@@ -67,45 +66,6 @@ def test_fused_equals_the_naive_twin(config):
             assert actual is None
         else:
             np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("config", CONFIGS[:20], ids=[f"cfg{i}" for i in range(20)])
-def test_fused_matches_torch(config):
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(hash(str(config)) % 2**32 + 1)
-    x, weight, bias = make_tensors(config, rng)
-    out, cache = conv2d_relu_avg_pool2d_forward(x, weight, bias, *conv_args(config))
-    dout = rng.standard_normal(out.shape)
-    dx, dweight, dbias = conv2d_relu_avg_pool2d_backward(dout, cache)
-
-    x_t, w_t = torch.tensor(x, requires_grad=True), torch.tensor(weight, requires_grad=True)
-    b_t = torch.tensor(bias, requires_grad=True) if bias is not None else None
-    stride, padding, dilation, groups = conv_args(config)
-    conv_t = torch.nn.functional.conv2d(x_t, w_t, b_t, stride, padding, dilation, groups)
-    out_t = torch.nn.functional.avg_pool2d(torch.relu(conv_t), 2)
-    out_t.backward(torch.tensor(dout))
-    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(dweight, w_t.grad.numpy(), rtol=1e-10, atol=1e-10)
-    if bias is not None:
-        np.testing.assert_allclose(dbias, b_t.grad.numpy(), rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("config", CONFIGS[:6], ids=[f"cfg{i}" for i in range(6)])
-def test_fused_gradients_match_finite_differences(config):
-    rng = np.random.default_rng(7)
-    x, weight, bias = make_tensors(config, rng)
-    out, cache = conv2d_relu_avg_pool2d_forward(x, weight, bias, *conv_args(config))
-    probe = rng.standard_normal(out.shape)
-    dx, dweight, dbias = conv2d_relu_avg_pool2d_backward(probe, cache)
-
-    def loss():
-        return float(np.sum(conv2d_relu_avg_pool2d_forward(x, weight, bias, *conv_args(config))[0] * probe))
-
-    assert relative_error(dx, numerical_gradient(loss, x)) < 1e-6
-    assert relative_error(dweight, numerical_gradient(loss, weight)) < 1e-6
-    if bias is not None:
-        assert relative_error(dbias, numerical_gradient(loss, bias)) < 1e-6
 
 
 def test_odd_edges_get_no_gradient_and_no_input_gradient_on_request():

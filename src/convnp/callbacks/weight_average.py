@@ -57,7 +57,8 @@ class ExponentialMovingAverage(Callback):
         """The ``d`` of the next update."""
         if not self.warmup:
             return self.decay
-        return min(self.decay, (1 + self.updates + 1) / (10 + self.updates + 1))
+        n = self.updates + 1
+        return min(self.decay, (1 + n) / (10 + n))
 
     def on_train_begin(self) -> None:
         self.updates = 0

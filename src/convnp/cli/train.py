@@ -316,7 +316,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and not checkpoint.exists():
         _warn(f"{checkpoint} not found; training {run_dir} from the start")
     classes = f"{len(data.class_names)} classes, " if config["dataset"] == "images" else ""
-    held_out_kind = "test" if data.validation == "the test split" else "validation"
+    # The images validated on: held out of the training images, or the dataset's test split.
+    held_out = config["dataset"] == "images" or bool(config.get("validation_split"))
     checked = (
         f"Validation = {data.validation}, evaluated after each epoch (not used for training)."
         if validation
@@ -324,7 +325,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     _log(
         f"{'Resuming' if args.resume else 'Training'} {config['model']} on {data.source} "
-        f"({classes}{len(x_train)} train / {len(data.y_val)} {held_out_kind} images, "
+        f"({classes}{len(x_train)} train / {len(data.y_val)} {'validation' if held_out else 'test'} images, "
         f"{'x'.join(map(str, x_train.shape[1:]))}): "
         f"{config['epochs']} epochs, batch {config['batch_size']}, {config['optimizer']} lr {config['lr']:g}, "
         f"schedule {config['schedule']}{', augmented' if augment else ''}, seed {config['seed']}"
@@ -369,7 +370,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         save(model, run_dir / "model.npz", extra=extra)
         atomic_write_json(run_dir / "history.json", history.to_dict())
     # The summary and the plots are about the held-out images, or the training images when there are none.
-    held_out = config["dataset"] == "images" or bool(config.get("validation_split"))
     split = ("validation" if held_out else "test") if validation else "training"
     x_eval, y_eval = validation or (x_train, y_train)
     flip_average = bool(config.get("flip_average", False))

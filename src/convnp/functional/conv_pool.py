@@ -29,6 +29,8 @@ Shape:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +50,8 @@ from convnp.functional.conv import (
 from convnp.functional.geometry import IntPair, Padding, conv_geometry, pair
 from convnp.functional.pooling import (
     PoolCache,
+    halving_avg_pool_chunk,
+    halving_avg_unpool_chunk,
     halving_pool_chunk,
     halving_unpool_chunk,
     max_pool2d_backward,
@@ -88,30 +92,16 @@ def conv2d_max_pool2d_forward(
     Arguments as ``conv2d_forward``. Returns ``(out, cache)``; out is
     (N, F, H_conv // 2, W_conv // 2), stored channels-last.
     """
-    _check_conv_args(x, weight, bias, groups)
-    stride = pair(stride, "stride", "conv2d")
-    dilation = pair(dilation, "dilation", "conv2d")
-    n, _, height, width = x.shape
-    filters, _, kh, kw = weight.shape
-    pads, conv_hw = conv_geometry((height, width), (kh, kw), stride, padding, dilation, "conv2d", x.shape)
-    if min(conv_hw) < 2:
-        raise ValueError(f"conv2d_max_pool2d: the convolution output {conv_hw} is smaller than the 2x2 pool")
-    pooled_hw = (conv_hw[0] // 2, conv_hw[1] // 2)
-    x_nhwc = x.transpose(0, 2, 3, 1)
-    conv_cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, conv_hw)
-    rows = weight_rows(weight, groups)  # (G, F/G, KH*KW*C/G)
-    out = np.empty((n, *pooled_hw, filters), dtype=x.dtype)
-    right_wins = np.empty((n, 2 * pooled_hw[0], pooled_hw[1], filters), dtype=bool)
+    conv_cache = _pooled_conv_cache(x, weight, bias, stride, padding, dilation, groups, "conv2d_max_pool2d")
+    n, filters, (h_conv, w_conv) = len(x), weight.shape[0], conv_cache.out_hw
+    out = np.empty((n, h_conv // 2, w_conv // 2, filters), dtype=x.dtype)
+    right_wins = np.empty((n, 2 * (h_conv // 2), w_conv // 2, filters), dtype=bool)
     bottom_wins = np.empty(out.shape, dtype=bool)
 
-    def forward_chunk(first: int, last: int) -> None:
-        conv_out = scratch("conv-pool conv out", (last - first, *conv_hw, filters), x.dtype)  # never kept
-        convolve_chunk(x_nhwc[first:last], rows, bias, conv_cache, out=conv_out)
+    def pool_chunk(conv_out: np.ndarray, first: int, last: int) -> None:
         halving_pool_chunk(conv_out, out[first:last], right_wins[first:last], bottom_wins[first:last])
 
-    # The chunk's convolution output must stay in the cache beside its im2col rows.
-    values_per_image = im2col_values(conv_cache) + conv_hw[0] * conv_hw[1] * filters
-    run_batched(forward_chunk, n, cache_work(conv_cache), images_per_chunk(values_per_image, x.dtype))
+    _convolve_by_chunks(conv_cache, bias, pool_chunk)
     if np.isnan(out).any():
         conv_out, conv_cache = conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
         pooled, pool_cache = max_pool2d_forward(conv_out, 2)
@@ -127,22 +117,71 @@ def conv2d_max_pool2d_backward(
     Shape: dout (N, F, H_pool, W_pool) -> dx (N, C, H, W) (None with ``input_grad=False``),
     dweight (F, C/G, KH, KW), dbias (F,) or None.
     """
-    conv = cache.conv
-    n, filters = conv.x_shape[0], conv.weight.shape[0]
-    expected = (n, filters, conv.out_hw[0] // 2, conv.out_hw[1] // 2)
-    if dout.shape != expected:
-        raise ValueError(f"conv2d_max_pool2d_backward: expected dout of shape {expected}, got {dout.shape}")
+    _check_pooled_dout(dout, cache.conv, "conv2d_max_pool2d_backward")
     if cache.pool is not None:
-        return conv2d_backward(max_pool2d_backward(dout, cache.pool), conv, input_grad)
+        return conv2d_backward(max_pool2d_backward(dout, cache.pool), cache.conv, input_grad)
     dout_nhwc = dout.transpose(0, 2, 3, 1)
-    rows_per_image = conv.out_hw[0] * conv.out_hw[1]
 
-    def unpooled_chunk(first: int, last: int) -> np.ndarray:
-        dconv = scratch("conv-pool unpooled", (last - first, *conv.out_hw, filters), dout.dtype)
+    def unpool_chunk(dconv: np.ndarray, first: int, last: int) -> None:
         halving_unpool_chunk(dout_nhwc[first:last], cache.right_wins[first:last], cache.bottom_wins[first:last], dconv)
-        return dconv.reshape((last - first) * rows_per_image, filters)
 
-    return conv_backward_by_chunks(conv, unpooled_chunk, input_grad, dout_built_per_chunk=True)
+    return _conv_backward_from_pooled(cache.conv, dout.dtype, unpool_chunk, input_grad)
+
+
+def _pooled_conv_cache(x, weight, bias, stride, padding, dilation, groups, op: str) -> Conv2dCache:
+    """The checked arguments of a convolution whose output a 2x2 pooling reads, as its cache."""
+    _check_conv_args(x, weight, bias, groups)
+    stride = pair(stride, "stride", "conv2d")
+    dilation = pair(dilation, "dilation", "conv2d")
+    pads, conv_hw = conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation, "conv2d", x.shape)
+    if min(conv_hw) < 2:
+        raise ValueError(f"{op}: the convolution output {conv_hw} is smaller than the 2x2 pool")
+    x_nhwc = x.transpose(0, 2, 3, 1)
+    return Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, conv_hw)
+
+
+def _convolve_by_chunks(
+    conv: Conv2dCache, bias: np.ndarray | None, pool_chunk: Callable[[np.ndarray, int, int], None]
+) -> None:
+    """Convolve a few images at a time into a scratch buffer and hand it to ``pool_chunk(conv_out, first, last)``.
+
+    conv_out is the chunk's (n, H_conv, W_conv, F) output, valid until the next chunk.
+    """
+    rows = weight_rows(conv.weight, conv.groups)  # (G, F/G, KH*KW*C/G)
+    shape = (*conv.out_hw, conv.weight.shape[0])
+    dtype = conv.x_nhwc.dtype
+
+    def forward_chunk(first: int, last: int) -> None:
+        conv_out = scratch("conv-pool conv out", (last - first, *shape), dtype)  # never kept
+        convolve_chunk(conv.x_nhwc[first:last], rows, bias, conv, out=conv_out)
+        pool_chunk(conv_out, first, last)
+
+    # The chunk's convolution output must stay in the cache beside its im2col rows.
+    values_per_image = im2col_values(conv) + math.prod(shape)
+    run_batched(forward_chunk, len(conv.x_nhwc), cache_work(conv), images_per_chunk(values_per_image, dtype))
+
+
+def _check_pooled_dout(dout: np.ndarray, conv: Conv2dCache, op: str) -> None:
+    expected = (conv.x_shape[0], conv.weight.shape[0], conv.out_hw[0] // 2, conv.out_hw[1] // 2)
+    if dout.shape != expected:
+        raise ValueError(f"{op}: expected dout of shape {expected}, got {dout.shape}")
+
+
+def _conv_backward_from_pooled(
+    conv: Conv2dCache, dtype, unpool_chunk: Callable[[np.ndarray, int, int], None], input_grad: bool
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """The convolution's backward pass, its dout built a chunk at a time by ``unpool_chunk(dconv, first, last)``.
+
+    dconv is a scratch (n, H_conv, W_conv, F) buffer that ``unpool_chunk`` fills.
+    """
+    shape = (*conv.out_hw, conv.weight.shape[0])
+
+    def dout_chunk(first: int, last: int) -> np.ndarray:
+        dconv = scratch("conv-pool unpooled", (last - first, *shape), dtype)
+        unpool_chunk(dconv, first, last)
+        return dconv.reshape(-1, shape[-1])
+
+    return conv_backward_by_chunks(conv, dout_chunk, input_grad, dout_built_per_chunk=True)
 
 
 # ------------------------------------------------- convolution, ReLU, 2x2 average pooling
@@ -167,43 +206,24 @@ def conv2d_relu_avg_pool2d_forward(
 
     Per chunk of a few images: the convolution into a scratch buffer,
     z = max(z, 0) in place with the mask z > 0 kept, then each 2x2 window's
-    mean, summed in ``avg_pool2d``'s order, ((top-left + top-right) +
-    bottom-left) + bottom-right, times 1/4: the values of the three ops, bit
-    for bit. An odd last row or column of the convolution output is dropped,
-    as the pooling drops it.
+    mean in ``avg_pool2d``'s order of summation (``halving_avg_pool_chunk``):
+    the values of the three ops, bit for bit. An odd last row or column of the
+    convolution output is dropped, as the pooling drops it.
 
     Shape: x (N, C, H, W) -> out (N, F, H_conv // 2, W_conv // 2), stored channels-last.
     """
-    _check_conv_args(x, weight, bias, groups)
-    stride = pair(stride, "stride", "conv2d")
-    dilation = pair(dilation, "dilation", "conv2d")
-    n, _, height, width = x.shape
-    filters, _, kh, kw = weight.shape
-    pads, conv_hw = conv_geometry((height, width), (kh, kw), stride, padding, dilation, "conv2d", x.shape)
-    if min(conv_hw) < 2:
-        raise ValueError(f"conv2d_relu_avg_pool2d: the convolution output {conv_hw} is smaller than the 2x2 pool")
-    h_out, w_out = conv_hw[0] // 2, conv_hw[1] // 2
-    x_nhwc = x.transpose(0, 2, 3, 1)
-    conv_cache = Conv2dCache(x_nhwc, weight, bias is not None, x.shape, pads, stride, dilation, groups, conv_hw)
-    rows = weight_rows(weight, groups)  # (G, F/G, KH*KW*C/G)
-    out = np.empty((n, h_out, w_out, filters), dtype=x.dtype)
-    positive = np.empty((n, *conv_hw, filters), dtype=bool)
-    zero, quarter = x.dtype.type(0), x.dtype.type(0.25)
+    conv_cache = _pooled_conv_cache(x, weight, bias, stride, padding, dilation, groups, "conv2d_relu_avg_pool2d")
+    n, filters, (h_conv, w_conv) = len(x), weight.shape[0], conv_cache.out_hw
+    out = np.empty((n, h_conv // 2, w_conv // 2, filters), dtype=x.dtype)
+    positive = np.empty((n, h_conv, w_conv, filters), dtype=bool)
+    zero = x.dtype.type(0)
 
-    def forward_chunk(first: int, last: int) -> None:
-        conv_out = scratch("conv-relu-pool conv out", (last - first, *conv_hw, filters), x.dtype)  # never kept
-        convolve_chunk(x_nhwc[first:last], rows, bias, conv_cache, out=conv_out)
+    def pool_chunk(conv_out: np.ndarray, first: int, last: int) -> None:
         np.maximum(conv_out, zero, out=conv_out)
         np.greater(conv_out, zero, out=positive[first:last])
-        windows = conv_out[:, : 2 * h_out, : 2 * w_out].reshape(last - first, h_out, 2, w_out, 2, filters)
-        pooled = out[first:last]
-        np.add(windows[:, :, 0, :, 0], windows[:, :, 0, :, 1], out=pooled)
-        pooled += windows[:, :, 1, :, 0]
-        pooled += windows[:, :, 1, :, 1]
-        pooled *= quarter
+        halving_avg_pool_chunk(conv_out, out[first:last])
 
-    values_per_image = im2col_values(conv_cache) + conv_hw[0] * conv_hw[1] * filters
-    run_batched(forward_chunk, n, cache_work(conv_cache), images_per_chunk(values_per_image, x.dtype))
+    _convolve_by_chunks(conv_cache, bias, pool_chunk)
     return out.transpose(0, 3, 1, 2), ConvReLUAvgPoolCache(conv_cache, positive)
 
 
@@ -219,24 +239,11 @@ def conv2d_relu_avg_pool2d_backward(
     Shape: dout (N, F, H_pool, W_pool) -> dx (N, C, H, W) (None with ``input_grad=False``),
     dweight (F, C/G, KH, KW), dbias (F,) or None.
     """
-    conv = cache.conv
-    n, filters = conv.x_shape[0], conv.weight.shape[0]
-    h_conv, w_conv = conv.out_hw
-    h_out, w_out = h_conv // 2, w_conv // 2
-    if dout.shape != (n, filters, h_out, w_out):
-        raise ValueError(
-            f"conv2d_relu_avg_pool2d_backward: expected dout of shape {(n, filters, h_out, w_out)}, got {dout.shape}"
-        )
+    _check_pooled_dout(dout, cache.conv, "conv2d_relu_avg_pool2d_backward")
     dout_nhwc = dout.transpose(0, 2, 3, 1)
-    quarter = dout.dtype.type(0.25)
 
-    def unpooled_chunk(first: int, last: int) -> np.ndarray:
-        dconv = scratch("conv-relu-pool unpooled", (last - first, h_conv, w_conv, filters), dout.dtype)
-        if h_conv != 2 * h_out or w_conv != 2 * w_out:
-            dconv.fill(0)  # odd edges: no window reads them
-        windows = dconv[:, : 2 * h_out, : 2 * w_out].reshape(last - first, h_out, 2, w_out, 2, filters)
-        np.multiply(dout_nhwc[first:last, :, None, :, None, :], quarter, out=windows)
+    def unpool_chunk(dconv: np.ndarray, first: int, last: int) -> None:
+        halving_avg_unpool_chunk(dout_nhwc[first:last], dconv)
         np.multiply(dconv, cache.positive[first:last], out=dconv)  # ReLU's backward, as relu_backward does it
-        return dconv.reshape((last - first) * h_conv * w_conv, filters)
 
-    return conv_backward_by_chunks(conv, unpooled_chunk, input_grad, dout_built_per_chunk=True)
+    return _conv_backward_from_pooled(cache.conv, dout.dtype, unpool_chunk, input_grad)

@@ -374,19 +374,43 @@ def halving_unpool_chunk(
     np.multiply(drows, right_wins, out=dcolumns[:, :, :, 1, :])
 
 
-def _avg_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
-    """The 2x2 / stride 2 average-pool backward as one broadcast product: no zeroed buffer, no scatter.
+def halving_avg_pool_chunk(x_nhwc: np.ndarray, out: np.ndarray) -> None:
+    """2x2 / stride 2 average pooling of a few channels-last images, into ``out``.
+
+    Each window summed in ``avg_pool2d_forward``'s order, ((top-left + top-right) +
+    bottom-left) + bottom-right, then times 1/4, so the values are that op's bit for bit.
+
+    Shape: x_nhwc (n, H, W, C) (an odd last row or column is dropped) -> out (n, H_out, W_out, C)
+    """
+    count, h_out, w_out, channels = out.shape
+    windows = x_nhwc[:, : 2 * h_out, : 2 * w_out].reshape(count, h_out, 2, w_out, 2, channels)  # a view
+    np.add(windows[:, :, 0, :, 0], windows[:, :, 0, :, 1], out=out)
+    out += windows[:, :, 1, :, 0]
+    out += windows[:, :, 1, :, 1]
+    out *= out.dtype.type(0.25)
+
+
+def halving_avg_unpool_chunk(dout_nhwc: np.ndarray, dx: np.ndarray) -> None:
+    """The backward pass of ``halving_avg_pool_chunk``, written into ``dx``, as one broadcast product.
 
     The windows tile the input, so every input (but an odd last row or
-    column, which no window covers) receives exactly one window's dout / 4.
+    column, which no window covers and which gets 0) receives exactly one
+    window's dout / 4. Shape: dout (n, H_out, W_out, C) -> dx (n, H, W, C).
+    """
+    count, h_out, w_out, channels = dout_nhwc.shape
+    height, width = dx.shape[1:3]
+    if height != 2 * h_out or width != 2 * w_out:
+        dx.fill(0)  # odd edges get no gradient
+    windows = dx[:, : 2 * h_out, : 2 * w_out, :].reshape(count, h_out, 2, w_out, 2, channels)  # a view
+    np.multiply(dout_nhwc[:, :, None, :, None, :], dout_nhwc.dtype.type(0.25), out=windows)
+
+
+def _avg_unpool_halving(dout_nhwc: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """The 2x2 / stride 2 average-pool backward (``halving_avg_unpool_chunk``) over the whole batch.
 
     Shape: dout (N, H_out, W_out, C) -> dx (N, H, W, C).
     """
     n, channels, height, width = cache.x_shape
-    h_out, w_out = cache.out_hw
     dx = np.empty((n, height, width, channels), dtype=dout_nhwc.dtype)
-    if height != 2 * h_out or width != 2 * w_out:
-        dx.fill(0)  # odd edges get no gradient
-    windows = dx[:, : 2 * h_out, : 2 * w_out, :].reshape(n, h_out, 2, w_out, 2, channels)  # a view
-    np.multiply(dout_nhwc[:, :, None, :, None, :], dout_nhwc.dtype.type(0.25), out=windows)
+    halving_avg_unpool_chunk(dout_nhwc, dx)
     return dx
