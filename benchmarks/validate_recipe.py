@@ -13,9 +13,9 @@ held-out accuracy. ``--set KEY=VALUE`` changes one setting of the recipe
 ``VALUE`` is read as JSON, else kept as a string). The variant is registered
 under a new name for this process only.
 
-Run variants side by side with ``OPENBLAS_NUM_THREADS=1 CONVNP_NUM_THREADS=1``
-each, or one at a time: two processes with two BLAS threads each on two cores
-slow each other down far more than twice.
+Run variants side by side with ``CONVNP_NUM_THREADS=1`` each (one core each:
+convnp then holds BLAS to one thread too), or one at a time: two processes with
+two threads each on two cores slow each other down far more than twice.
 """
 
 from __future__ import annotations

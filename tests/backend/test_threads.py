@@ -96,3 +96,25 @@ def test_split_ops_work_in_a_forked_child(restore_threads):
 
 def _child_work():
     return run_ops(np.float32)[0].shape[1]
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_model_pass_holds_blas_to_one_thread_per_slice(restore_threads, count):
+    """n slices, one BLAS thread each; with one slice BLAS keeps to one thread too (one core in all)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if not threads._blas_controllable():
+        pytest.skip("NumPy's BLAS cannot be controlled here")
+
+    def blas_counts():
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    threads.set_num_threads(count)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_counts() == {2}
+        with threads.single_threaded_blas():
+            assert blas_counts() == {1}
+            with threads.single_threaded_blas():  # re-entrant
+                assert blas_counts() == {1}
+            assert blas_counts() == {1}
+        assert blas_counts() == {2}  # restored on exit

@@ -20,8 +20,12 @@ stalls every other slice that needs the interpreter; ``np.dot`` releases it.
 
 The number of slices defaults to the CPUs this process may use (at most 8),
 shared with the other MPI ranks an MPI launcher started on this host when it
-did not pin each rank to its own cores (ranks x threads = cores);
-``set_num_threads(1)`` or ``CONVNP_NUM_THREADS=1`` runs every op in one piece.
+did not pin each rank to its own cores (ranks x threads = cores).
+``set_num_threads(n)`` or ``CONVNP_NUM_THREADS=n`` makes a model pass use n
+cores: n slices, each with one BLAS thread. With n = 1 every op runs in one
+piece, and BLAS is held to one thread too (as ``torch.set_num_threads(1)``
+holds PyTorch to one core), so that processes started side by side with
+``CONVNP_NUM_THREADS=1`` each keep to their own core.
 """
 
 from __future__ import annotations
@@ -136,7 +140,9 @@ class single_threaded_blas:
     Between split ops, a multi-threaded BLAS call would leave BLAS's worker
     threads spinning on the cores the next split op needs. A model's forward
     and backward passes run inside this context, so every matrix product in
-    them runs inside a split op on one core each.
+    them runs inside a split op on one core each. With one slice
+    (``set_num_threads(1)``) the pass is meant to use one core, so BLAS is
+    held to one thread as well.
     """
 
     _depth = 0
@@ -144,8 +150,9 @@ class single_threaded_blas:
 
     def __enter__(self) -> single_threaded_blas:
         cls = type(self)
-        # MPI ranks sharing a host each keep BLAS at one thread too: its own threads would take the others' cores.
-        self._active = (get_num_threads() > 1 or _ranks_on_this_host() > 1) and _blas_controllable()
+        # n slices use n cores, one BLAS thread each; one slice uses one core, and MPI ranks
+        # sharing a host each keep to theirs: BLAS's own threads would take the other cores.
+        self._active = _blas_controllable()
         if self._active:
             with _lock:
                 if cls._depth == 0:
