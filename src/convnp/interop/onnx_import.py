@@ -82,6 +82,16 @@ class GraphReader:
         self.outputs = {output.name for output in graph.output}
         self.folded: dict[int, object] = {}  # id of a node folded into an earlier one -> that node
         self._names: set[str] = set()
+        # Every constant is known before any node is read: a converter that reads a chain of
+        # nodes (onnx_group_norm.py) may need a constant computed after the chain's first node.
+        self.constant_outputs: set[str] = set()  # the outputs of nodes evaluated here
+        for node in graph.node:
+            if self._is_constant_node(node):
+                try:
+                    self._fold(node)
+                except ValueError as error:
+                    raise OnnxImportError(f"from_onnx: {_describe(node)}: {error}") from error
+                self.constant_outputs.update(name for name in node.output if name)
 
     def is_constant(self, name: str) -> bool:
         return name in self.constants
@@ -130,28 +140,43 @@ class GraphReader:
         if id(node) in self.folded:
             self.values[node.output[0]] = self.values[self.folded[id(node)].output[0]]
             return
-        inputs = [name for name in node.input if name]
-        if node.op_type == "Constant" or (inputs and all(name in self.constants for name in inputs)):
-            self._fold(node)
-            return
+        if node.output and all(name in self.constant_outputs for name in node.output if name):
+            return  # a node of constants, evaluated when the reader was made
         converter = CONVERTERS.get(node.op_type)
         if converter is None:
             raise ValueError(f"the op is not supported (supported: {', '.join(SUPPORTED_OPS)})")
         self.values[node.output[0]] = converter(self, node, _attributes(onnx, node))
 
+    def _is_constant_node(self, node) -> bool:
+        """A Constant node, or a node that reads constants only (a Reshape's shape put together by
+        Concat, an Unsqueeze or Identity of a weight), in the default domain."""
+        if node.domain not in ("", "ai.onnx"):
+            return False
+        inputs = [name for name in node.input if name]
+        return node.op_type == "Constant" or (bool(inputs) and all(name in self.constants for name in inputs))
+
     def _fold(self, node) -> None:
-        """A node of constants only (a Reshape's shape put together by Concat, an Identity of a weight):
-        its outputs are constants too, computed by ONNX's reference implementation."""
+        """A node of constants only: its outputs are constants too, computed by ONNX's reference
+        implementation (run as a one-node model of the graph's opset, so that each op is the
+        version the graph means)."""
         from onnx.reference import ReferenceEvaluator
 
+        helper = self.onnx.helper
         feeds = {name: self.constants[name] for name in node.input if name}
+        inputs = [
+            helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
+            for name, value in feeds.items()
+        ]
+        outputs = [helper.make_empty_tensor_value_info(name) for name in node.output if name]
+        one_node = helper.make_model(
+            helper.make_graph([node], "constant", inputs, outputs), opset_imports=[helper.make_opsetid("", self.opset)]
+        )
         try:
-            results = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
+            results = ReferenceEvaluator(one_node).run(None, feeds)
         except Exception as error:  # whatever the reference implementation raises for a node it cannot run
             raise ValueError(f"its constant inputs could not be evaluated ({error})") from error
-        for name, value in zip(node.output, results):
-            if name:
-                self.constants[name] = np.asarray(value)
+        for name, value in zip([name for name in node.output if name], results):
+            self.constants[name] = np.asarray(value)
 
 
 def _load(onnx, path_or_model):

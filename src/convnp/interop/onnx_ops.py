@@ -18,6 +18,9 @@ weight (``reader.layer_name``) so that the model's state_dict keeps ONNX's names
     Gemm                     Dense (alpha and beta folded into the weight and bias; no transA)
     MatMul (+ Add)           Dense (a constant added to the product is its bias)
     Flatten, Reshape         Flatten, when the result is (N, features)
+    Reshape (N, G, -1), InstanceNormalization, Reshape back (to Shape(x)), Mul, Add
+                             GroupNorm or LayerNorm: group normalisation as PyTorch's exporter writes
+                             it (onnx_group_norm.py)
     Add, Concat              Add, Concatenate
     Dropout, Identity        Dropout; nothing
     Slice                    nothing, where it keeps every position (to_onnx writes one after a ceil-mode pool
@@ -33,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from convnp.interop.onnx_attributes import spatial, transposed_padding, upsampling, window_padding
+from convnp.interop.onnx_group_norm import read_group_standardisation
 from convnp.nn import (
     ELU,
     AdaptiveAvgPool2D,
@@ -279,6 +283,8 @@ def reshape(reader, node, attrs):
     x = reader.tensor(node.input[0])
     shape = [int(d) for d in reader.constant(node.input[1], "its shape")]
     features = int(np.prod(x.shape))
+    if len(shape) == 3 and shape[0] in (0, reader.batch_size) and shape[2] in (-1, features // max(shape[1], 1)):
+        return read_group_standardisation(reader, node, x, shape)  # (N, G, -1): group norm's first node
     if len(shape) != 2 or shape[1] not in (-1, features) or shape[0] not in (0, -1, reader.batch_size):
         raise ValueError(f"only a reshape to (N, features) is supported, got shape {shape} for (N, *{x.shape})")
     return _flat(reader, x)
