@@ -26,6 +26,7 @@ value computed from the batch size (``Shape``).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -39,6 +40,14 @@ __all__ = ["from_onnx", "OnnxImportError", "MIN_IMPORT_OPSET", "MAX_IMPORT_OPSET
 
 MIN_IMPORT_OPSET = 11
 MAX_IMPORT_OPSET = 21
+MAX_COMPUTED_CONSTANT = 1 << 24  # values a computed constant may hold however small the file
+# Ops whose output holds no more values than their inputs: folded even where shape inference
+# cannot tell their output's shape.
+SIZE_BOUNDED_OPS = frozenset(
+    {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Cast", "CastLike", "Concat", "Slice",
+     "Shape", "Size", "Split", "Neg", "Abs", "Sqrt", "Reciprocal", "Exp", "Log", "Floor", "Ceil", "Round", "Sign",
+     "Not", "Relu", "Sigmoid", "Tanh"}
+)  # fmt: skip
 
 
 class OnnxImportError(ValueError):
@@ -71,9 +80,15 @@ class GraphReader:
         self.opset = opset
         self.batch_size = batch_size
         self.values: dict[str, Node] = {}
-        self.constants: dict[str, np.ndarray] = {
-            tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in graph.initializer
-        }
+        self.constants: dict[str, np.ndarray] = {}
+        for tensor in graph.initializer:
+            try:
+                self.constants[tensor.name] = onnx.numpy_helper.to_array(tensor)
+            except (ValueError, TypeError) as error:  # its data does not fill its declared shape, ...
+                raise OnnxImportError(f"from_onnx: initializer {tensor.name!r} cannot be read ({error})") from error
+        # A constant computed from others may hold no more values than the file holds itself
+        # (or 2**24): a crafted ConstantOfShape, Expand or Range cannot make the reader allocate more.
+        self.max_constant_values = max(MAX_COMPUTED_CONSTANT, sum(array.size for array in self.constants.values()))
         self.state: dict[str, np.ndarray] = {}
         self.readers: dict[str, list] = {}
         for node in graph.node:
@@ -158,25 +173,45 @@ class GraphReader:
     def _fold(self, node) -> None:
         """A node of constants only: its outputs are constants too, computed by ONNX's reference
         implementation (run as a one-node model of the graph's opset, so that each op is the
-        version the graph means)."""
+        version the graph means) once ONNX's shape inference has bounded their size."""
         from onnx.reference import ReferenceEvaluator
 
-        helper = self.onnx.helper
-        feeds = {name: self.constants[name] for name in node.input if name}
-        inputs = [
-            helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
-            for name, value in feeds.items()
-        ]
+        onnx, helper = self.onnx, self.onnx.helper
+        names = [name for name in node.input if name]
+        initializers = [onnx.numpy_helper.from_array(np.asarray(self.constants[name]), name) for name in names]
         outputs = [helper.make_empty_tensor_value_info(name) for name in node.output if name]
         one_node = helper.make_model(
-            helper.make_graph([node], "constant", inputs, outputs), opset_imports=[helper.make_opsetid("", self.opset)]
+            helper.make_graph([node], "constant", [], outputs, initializer=initializers),
+            opset_imports=[helper.make_opsetid("", self.opset)],
         )
+        self._check_folded_size(node, one_node)
         try:
-            results = ReferenceEvaluator(one_node).run(None, feeds)
+            results = ReferenceEvaluator(one_node).run(None, {})
         except Exception as error:  # whatever the reference implementation raises for a node it cannot run
             raise ValueError(f"its constant inputs could not be evaluated ({error})") from error
         for name, value in zip([name for name in node.output if name], results):
             self.constants[name] = np.asarray(value)
+
+    def _check_folded_size(self, node, one_node) -> None:
+        """Refuse a constant node whose outputs would hold more than ``max_constant_values`` values,
+        from the shapes ONNX's shape inference gives them (with the inputs' values known)."""
+        try:
+            inferred = self.onnx.shape_inference.infer_shapes(one_node, data_prop=True).graph.output
+        except Exception as error:  # the checker's own errors (InferenceError, ValidationError, ...)
+            raise ValueError(f"its output shapes could not be inferred ({error})") from error
+        for value in inferred:
+            tensor = value.type.tensor_type
+            known = tensor.HasField("shape") and all(dim.HasField("dim_value") for dim in tensor.shape.dim)
+            if not known:
+                if node.op_type in SIZE_BOUNDED_OPS:
+                    continue  # no more values out than in
+                raise ValueError(f"the size of its output {value.name!r} cannot be known before it is computed")
+            count = math.prod(dim.dim_value for dim in tensor.shape.dim)
+            if count > self.max_constant_values:
+                raise ValueError(
+                    f"its output {value.name!r} would hold {count:,} values, more than the "
+                    f"{self.max_constant_values:,} a constant of this file may hold"
+                )
 
 
 def _load(onnx, path_or_model):
