@@ -1,0 +1,102 @@
+"""Crafted ONNX files: what a few bytes declare cannot make ``from_onnx`` allocate, and is refused clearly."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from convnp.interop import OnnxImportError, from_onnx
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from tests.interop.test_onnx_import import initializer, single_node_model  # noqa: E402
+
+helper, numpy_helper = onnx.helper, onnx.numpy_helper
+
+
+def _constant_then_add(nodes, inits=()):
+    """``nodes`` compute the constant "c" (from nothing but constants), which "y" = x + c reads."""
+    graph = helper.make_graph(
+        [*nodes, helper.make_node("Add", ["x", "c"], ["y"])], "crafted",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=list(inits),
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _int64(name, values):
+    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "inits", "match"),
+    [
+        (
+            [helper.make_node("ConstantOfShape", ["s"], ["c"])],
+            [_int64("s", [10**6, 10**6])],
+            "1,000,000,000,000 values",
+        ),
+        (
+            [helper.make_node("Expand", ["one", "s"], ["c"])],
+            [initializer("one", [1.0]), _int64("s", [10**5, 10**6])],
+            "100,000,000,000 values",
+        ),
+        (
+            [helper.make_node("Range", ["a", "b", "d"], ["c"])],
+            [_int64("a", 0), _int64("b", 10**12), _int64("d", 1)],
+            "1,000,000,000,000 values",
+        ),
+        (
+            [helper.make_node("Tile", ["one", "s"], ["c"])],
+            [initializer("one", [1.0]), _int64("s", [10**10])],
+            "10,000,000,000 values",
+        ),
+        (
+            [
+                helper.make_node(
+                    "Constant",
+                    [],
+                    ["c"],
+                    sparse_value=helper.make_sparse_tensor(initializer("v", [1.0]), _int64("i", [5]), [10**6, 10**6]),
+                )
+            ],
+            [],
+            "1,000,000,000,000 values",
+        ),
+    ],  # fmt: skip
+    ids=["ConstantOfShape", "Expand", "Range", "Tile", "sparse-Constant"],
+)
+def test_a_crafted_constant_cannot_make_the_reader_allocate(nodes, inits, match):
+    """A few bytes that declare a huge constant are refused from its inferred shape, before it is computed."""
+    model_proto = _constant_then_add(nodes, inits)
+    tracemalloc.start()
+    try:
+        with pytest.raises(OnnxImportError, match=f"{match}, more than the 16,777,216 a constant of this file"):
+            from_onnx(model_proto)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20
+
+
+def test_a_computed_constant_as_large_as_the_files_own_data_is_read():
+    """The bound is the file's own data (or 2**24 values): a transposed weight of any size folds."""
+    weight = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+         helper.make_node("Gemm", ["x", "wt"], ["y"], transB=1)], "transposed",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=[initializer("w", weight)],
+    )  # fmt: skip
+    model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.random.default_rng(1).random((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(from_onnx(model_proto).forward(x), x @ weight, rtol=1e-6)
+
+
+def test_an_initializer_whose_data_does_not_fill_its_shape_is_refused():
+    tensor = onnx.TensorProto(name="w", data_type=onnx.TensorProto.FLOAT, dims=[10**6, 10**6], float_data=[1.0, 2.0])
+    node = helper.make_node("Gemm", ["x", "w"], ["y"])
+    with pytest.raises(OnnxImportError, match="initializer 'w' cannot be read"):
+        from_onnx(single_node_model(node, [tensor], input_shape=("N", 4)))
