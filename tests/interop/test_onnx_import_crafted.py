@@ -100,3 +100,41 @@ def test_an_initializer_whose_data_does_not_fill_its_shape_is_refused():
     node = helper.make_node("Gemm", ["x", "w"], ["y"])
     with pytest.raises(OnnxImportError, match="initializer 'w' cannot be read"):
         from_onnx(single_node_model(node, [tensor], input_shape=("N", 4)))
+
+
+def _peak_bytes_of_refused(model_proto, match: str) -> int:
+    tracemalloc.start()
+    try:
+        with pytest.raises(OnnxImportError, match=match):
+            from_onnx(model_proto)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_huge_declared_input_cannot_make_the_layers_allocate():
+    """A LayerNormalization of samples of 10^10 values with a one-value scale: the layer would own
+    10^10 weights, which the file's two numbers cannot fill; refused before any is allocated."""
+    node = helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], axis=1)
+    model_proto = single_node_model(
+        node, [initializer("s", [1.0]), initializer("b", [0.0])], input_shape=("N", 1, 10**5, 10**5), opset=17
+    )
+    peak = _peak_bytes_of_refused(model_proto, "would hold 20,000,000,000 values, more than the 16,777,216")
+    assert peak < 4 * 2**20
+
+
+def test_a_group_normalisation_of_huge_samples_is_refused_before_its_scale_is_spread():
+    nodes = [
+        helper.make_node("Reshape", ["x", "grouped_shape"], ["grouped"]),
+        helper.make_node("InstanceNormalization", ["grouped", "s", "b"], ["normed"]),
+        helper.make_node("Shape", ["x"], ["x_shape"]),
+        helper.make_node("Reshape", ["normed", "x_shape"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "huge_group_norm", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 2, 10**5, 10**5])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.array([0, 2, -1], dtype=np.int64), "grouped_shape"),
+                     initializer("s", [1.0, 1.0]), initializer("b", [0.0, 0.0])],
+    )  # fmt: skip
+    model_proto = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert _peak_bytes_of_refused(model_proto, "samples of 20,000,000,000 values") < 4 * 2**20

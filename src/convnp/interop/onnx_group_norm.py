@@ -82,6 +82,8 @@ def read_group_standardisation(reader, node, x, shape: list[int]):
     size = int(np.prod(sample_shape))
     if groups < 1 or size % groups:
         raise ValueError(f"a reshape to {shape} does not split a sample of shape {sample_shape} into equal groups")
+    if size > reader.max_constant_values:  # the scale and shift below are spread over a whole sample
+        raise ValueError(f"a group normalisation of samples of {size:,} values is more than this file can describe")
     norm = _single_reader(reader, node.output[0], "InstanceNormalization", "no InstanceNormalization reads it")
     back = _single_reader(reader, norm.output[0], "Reshape", "no Reshape back follows the InstanceNormalization")
     shape_name = back.input[1]

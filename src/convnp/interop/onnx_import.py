@@ -35,6 +35,7 @@ import numpy as np
 from convnp._optional import require
 from convnp.interop.onnx_ops import CONVERTERS, SUPPORTED_OPS
 from convnp.nn import Input, Model, Node
+from convnp.nn.init import shapes_only
 
 __all__ = ["from_onnx", "OnnxImportError", "MIN_IMPORT_OPSET", "MAX_IMPORT_OPSET", "SUPPORTED_OPS"]
 
@@ -298,19 +299,30 @@ def from_onnx(path_or_model, input_shape: tuple[int, ...] | None = None) -> Mode
     graph = model_proto.graph
     reader = GraphReader(onnx, graph, opset, None)
     input_name, shape, reader.batch_size = _graph_input(graph, reader.constants, input_shape)
-    inputs = Input(shape, name=input_name)
-    reader.values[input_name] = inputs
-    for node in graph.node:
-        try:
-            reader.read(node)
-        except (ValueError, TypeError, KeyError) as error:
-            raise OnnxImportError(f"from_onnx: {_describe(node)}: {error}") from error
-    if len(graph.output) != 1:
-        raise OnnxImportError(f"from_onnx: expected one graph output, got {[value.name for value in graph.output]}")
-    output = reader.values.get(graph.output[0].name)
-    if output is None or output is inputs:
-        raise OnnxImportError(f"from_onnx: the graph output {graph.output[0].name!r} is not computed by any layer")
-    model = Model(inputs, output)
+    # The layers are built shapes only (placeholders, nothing allocated): the sizes an input
+    # shape implies are checked before the file's weights are copied in.
+    with shapes_only():
+        inputs = Input(shape, name=input_name)
+        reader.values[input_name] = inputs
+        for node in graph.node:
+            try:
+                reader.read(node)
+            except (ValueError, TypeError, KeyError) as error:
+                raise OnnxImportError(f"from_onnx: {_describe(node)}: {error}") from error
+        if len(graph.output) != 1:
+            raise OnnxImportError(
+                f"from_onnx: expected one graph output, got {[value.name for value in graph.output]}"
+            )
+        output = reader.values.get(graph.output[0].name)
+        if output is None or output is inputs:
+            raise OnnxImportError(f"from_onnx: the graph output {graph.output[0].name!r} is not computed by any layer")
+        model = Model(inputs, output)
+    values = sum(p.data.size for _, p in model.named_parameters()) + sum(b.size for _, b in model.named_buffers())
+    if values > reader.max_constant_values:
+        raise OnnxImportError(
+            f"from_onnx: the model's parameters and buffers would hold {values:,} values, more than the "
+            f"{reader.max_constant_values:,} this file's weights can fill (its input shape is {shape})"
+        )
     try:
         model.load_state_dict(reader.state)
     except (KeyError, ValueError) as error:
