@@ -87,12 +87,14 @@ RECIPES["mnist"] = {**RECIPES["fashion-mnist"], "augment": True}
 #   ema_decay              (optional) train with callbacks.ExponentialMovingAverage(decay=ema_decay):
 #                          the averaged weights are validated and kept
 NAMED_RECIPES: dict[str, dict] = {
-    # The default Fashion-MNIST network, trained for most of an hour on shifted and mirrored images.
-    # Chosen on 10,000 held-out training images over the same with random erasing (94.45% vs 93.93%
-    # flip-averaged); measured: 94.45% test accuracy in 2,601 s on 2 cores, seed 0 (RESULTS.md).
+    # The default Fashion-MNIST network with less dropout, trained for most of an hour on shifted
+    # and mirrored images. Chosen on 10,000 held-out training images among four variants (dropout
+    # 0.1: 94.96% flip-averaged; 0.25: 94.45%; 0.25 + random erasing: 93.93%; 0.1 + a weight
+    # average: 94.98%); measured: 94.82% test accuracy in 2,514 s on 2 cores, seed 0 (RESULTS.md).
     "fashion-mnist-convnet": {
         **RECIPES["fashion-mnist"],
         "dataset": "fashion-mnist",
+        "model_options": {"width": 32, "dropout": 0.1},
         "epochs": 32,
         "augment": True,
         "augmentation": {"max_shift": 2, "flip": True},
