@@ -138,3 +138,24 @@ def test_a_group_normalisation_of_huge_samples_is_refused_before_its_scale_is_sp
     )  # fmt: skip
     model_proto = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     assert _peak_bytes_of_refused(model_proto, "samples of 20,000,000,000 values") < 4 * 2**20
+
+
+def test_a_loop_of_constants_is_not_run():
+    """A Loop reading constants only would be folded by running it: 10^12 trips. It is refused, not run."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+        [helper.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("cond_out", onnx.TensorProto.BOOL, [])],
+    )  # fmt: skip
+    loop = helper.make_node("Loop", ["trips", "go"], [], body=body, name="spin")
+    inits = [numpy_helper.from_array(np.array(10**12, dtype=np.int64), "trips"),
+             numpy_helper.from_array(np.array(True), "go")]  # fmt: skip
+    graph = helper.make_graph(
+        [loop, helper.make_node("Relu", ["x"], ["y"])], "loop",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=inits,
+    )  # fmt: skip
+    model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(OnnxImportError, match=r"node 'spin' \(Loop\): the op is not supported"):
+        from_onnx(model_proto)

@@ -166,8 +166,9 @@ class GraphReader:
     def _is_constant_node(self, node) -> bool:
         """A Constant node, or a node that reads constants only (a Reshape's shape put together by
         Concat, an Unsqueeze or Identity of a weight), in the default domain."""
-        if node.domain not in ("", "ai.onnx"):
-            return False
+        has_subgraph = any(attribute.g.node or attribute.graphs for attribute in node.attribute)
+        if node.domain not in ("", "ai.onnx") or has_subgraph:
+            return False  # another domain, or a Loop, If or Scan, whose subgraph could run for ever
         inputs = [name for name in node.input if name]
         return node.op_type == "Constant" or (bool(inputs) and all(name in self.constants for name in inputs))
 
@@ -310,9 +311,7 @@ def from_onnx(path_or_model, input_shape: tuple[int, ...] | None = None) -> Mode
             except (ValueError, TypeError, KeyError) as error:
                 raise OnnxImportError(f"from_onnx: {_describe(node)}: {error}") from error
         if len(graph.output) != 1:
-            raise OnnxImportError(
-                f"from_onnx: expected one graph output, got {[value.name for value in graph.output]}"
-            )
+            raise OnnxImportError(f"from_onnx: expected one graph output, got {[value.name for value in graph.output]}")
         output = reader.values.get(graph.output[0].name)
         if output is None or output is inputs:
             raise OnnxImportError(f"from_onnx: the graph output {graph.output[0].name!r} is not computed by any layer")
