@@ -42,11 +42,8 @@ def _single_reader(reader, name: str, op_type: str, what: str):
 def _constant_after(reader, name: str, op_type: str, sample_shape: tuple[int, ...]):
     """The node of ``op_type`` that alone reads ``name`` with a constant as its other input, the
     constant's name, and the constant without a leading batch axis of size 1 (or three Nones)."""
-    node = reader.only_reader(name)
-    if node is None or node.op_type != op_type or len(node.input) != 2 or name not in node.input:
-        return None, None, None
-    other = node.input[1] if node.input[0] == name else node.input[0]
-    if not reader.is_constant(other):
+    node, other = reader.constant_operand(name, op_type)
+    if node is None:
         return None, None, None
     value = np.asarray(reader.constants[other], dtype=np.float64)
     if value.ndim == len(sample_shape) + 1 and value.shape[0] == 1:

@@ -131,6 +131,15 @@ class GraphReader:
         found = self.readers.get(name, [])
         return found[0] if len(found) == 1 and name not in self.outputs else None
 
+    def constant_operand(self, name: str, op_type: str):
+        """``(node, constant name)`` when the one node reading ``name`` is a binary ``op_type`` whose
+        other input is a constant (a MatMul's bias Add, a group norm's Mul and Add); else ``(None, None)``."""
+        node = self.only_reader(name)
+        if node is None or node.op_type != op_type or len(node.input) != 2 or name not in node.input:
+            return None, None
+        other = node.input[1] if node.input[0] == name else node.input[0]
+        return (node, other) if self.is_constant(other) else (None, None)
+
     def fold_into(self, later, node) -> None:
         """``later`` (reading ``node``'s output) is computed by ``node``'s layer too: its output is that layer's."""
         self.folded[id(later)] = node

@@ -259,12 +259,10 @@ def matmul(reader, node, attrs):
         raise ValueError(f"expects (N, features) inputs, got per-sample shape {x.shape}")
     weight = reader.constant(node.input[1], "its weight").T  # (in, out) -> Dense's (out, in)
     bias = None
-    adder = reader.only_reader(node.output[0])
-    if adder is not None and adder.op_type == "Add" and len(adder.input) == 2:
-        other = adder.input[1] if adder.input[0] == node.output[0] else adder.input[0]
-        if reader.is_constant(other):
-            bias = _vector_bias(reader.constant(other, "the bias"), weight.shape[0])
-            reader.fold_into(adder, node)
+    adder, bias_name = reader.constant_operand(node.output[0], "Add")
+    if adder is not None:
+        bias = _vector_bias(reader.constant(bias_name, "the bias"), weight.shape[0])
+        reader.fold_into(adder, node)
     return _dense(reader, node.input[1], x, weight, bias)
 
 
