@@ -159,3 +159,69 @@ def test_a_loop_of_constants_is_not_run():
     model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(OnnxImportError, match=r"node 'spin' \(Loop\): the op is not supported"):
         from_onnx(model_proto)
+
+
+def _product_then_add(node, inits, input_shape):
+    """``node`` computes "c" from constants; "y" = x + c reads it (x shaped like c)."""
+    graph = helper.make_graph(
+        [node, helper.make_node("Add", ["x", "c"], ["y"])], "crafted_product",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=inits,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize(
+    ("node", "inits", "input_shape", "work"),
+    [
+        (  # a 2x2 kernel dilated to 201x201: the reference im2col would hold 3,136 x 40,401 values
+            helper.make_node("Conv", ["image", "w"], ["c"], dilations=[200, 200]),
+            [initializer("image", np.ones((1, 1, 256, 256))), initializer("w", np.ones((1, 1, 2, 2)))],
+            ["N", 1, 56, 56],
+            "126,697,536",
+        ),
+        (  # a broadcast matrix product: 1,024 products of (1 x 32) by (32 x 1,024) from 2 x 32,768 values
+            helper.make_node("MatMul", ["a", "b"], ["c"]),
+            [initializer("a", np.ones((1024, 1, 32))), initializer("b", np.ones((32, 1024)))],
+            ["N", 1024, 1, 1024],
+            "33,554,432",
+        ),
+        (  # a 1-channel image pooled with a 4096-value window
+            helper.make_node("AveragePool", ["image"], ["c"], kernel_shape=[64, 64]),
+            [initializer("image", np.ones((1, 1, 256, 256)))],
+            ["N", 1, 193, 193],
+            "152,571,904",
+        ),
+    ],  # fmt: skip
+    ids=["dilated-Conv", "broadcast-MatMul", "AveragePool"],
+)
+def test_a_constant_product_whose_work_exceeds_the_files_data_is_not_computed(node, inits, input_shape, work):
+    """A product of constants whose output is small can still take far more work (and, for the
+    reference Conv, an im2col matrix) than the file holds values: refused before it runs."""
+    match = f"computing it would take {work} multiply-adds, more than the 16,777,216"
+    assert _peak_bytes_of_refused(_product_then_add(node, inits, input_shape), match) < 4 * 2**20
+
+
+def test_a_small_constant_product_is_computed():
+    """A weight given as the product of two constants folds into one Dense weight."""
+    a = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["w"]), helper.make_node("MatMul", ["x", "w"], ["y"])], "product",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        initializer=[initializer("a", a), initializer("b", b)],
+    )  # fmt: skip
+    model = from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    x = np.random.default_rng(2).random((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(model.forward(x), x @ (a @ b), rtol=1e-5)
+
+
+def test_an_einsum_of_constants_is_not_run():
+    """Ops whose work the shapes do not bound (recurrences, Einsum, box searches) are never folded."""
+    node = helper.make_node("Einsum", ["a", "b"], ["c"], equation="ij,jk->ik", name="contract")
+    model_proto = _product_then_add(
+        node, [initializer("a", np.ones((2, 2))), initializer("b", np.ones((2, 2)))], ["N", 2]
+    )
+    with pytest.raises(OnnxImportError, match=r"node 'contract' \(Einsum\): the op is not supported"):
+        from_onnx(model_proto)

@@ -49,6 +49,19 @@ SIZE_BOUNDED_OPS = frozenset(
      "Shape", "Size", "Split", "Neg", "Abs", "Sqrt", "Reciprocal", "Exp", "Log", "Floor", "Ceil", "Round", "Sign",
      "Not", "Relu", "Sigmoid", "Tanh"}
 )  # fmt: skip
+# Ops whose reference implementation does more than a few operations per value it writes: folded
+# only when their multiply-adds are bounded like a constant's values (``_fold_work``). Conv's
+# reference implementation also builds an im2col matrix of exactly that many values.
+PRODUCT_OPS = frozenset(
+    {"Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MatMul", "MatMulInteger", "QLinearMatMul", "Gemm",
+     "MaxPool", "AveragePool", "LpPool"}
+)  # fmt: skip
+# Ops whose work cannot be told from their shapes alone (recurrences, contractions over any axes,
+# box searches, transforms): never folded, even on constants.
+UNBOUNDED_OPS = frozenset(
+    {"Einsum", "LSTM", "GRU", "RNN", "NonMaxSuppression", "Det", "RoiAlign", "MaxRoiPool", "DeformConv", "Col2Im",
+     "DFT", "STFT", "GridSample", "TfIdfVectorizer", "StringNormalizer", "RegexFullMatch", "StringSplit"}
+)  # fmt: skip
 
 
 class OnnxImportError(ValueError):
@@ -176,8 +189,8 @@ class GraphReader:
         """A Constant node, or a node that reads constants only (a Reshape's shape put together by
         Concat, an Unsqueeze or Identity of a weight), in the default domain."""
         has_subgraph = any(attribute.g.node or attribute.graphs for attribute in node.attribute)
-        if node.domain not in ("", "ai.onnx") or has_subgraph:
-            return False  # another domain, or a Loop, If or Scan, whose subgraph could run for ever
+        if node.domain not in ("", "ai.onnx") or has_subgraph or node.op_type in UNBOUNDED_OPS:
+            return False  # another domain, a Loop, If or Scan whose subgraph could run for ever, an LSTM, ...
         inputs = [name for name in node.input if name]
         return node.op_type == "Constant" or (bool(inputs) and all(name in self.constants for name in inputs))
 
@@ -223,6 +236,42 @@ class GraphReader:
                     f"its output {value.name!r} would hold {count:,} values, more than the "
                     f"{self.max_constant_values:,} a constant of this file may hold"
                 )
+            if node.op_type in PRODUCT_OPS:
+                work = self._fold_work(node, count)
+                if work > self.max_constant_values:
+                    raise ValueError(
+                        f"computing it would take {work:,} multiply-adds, more than the "
+                        f"{self.max_constant_values:,} a constant of this file may take"
+                    )
+
+    def _fold_work(self, node, output_values: int) -> int:
+        """Multiply-adds of a ``PRODUCT_OPS`` node of constants writing ``output_values`` values (a bound).
+
+        A convolution's output value sums C/groups x kernel products (the weight's
+        axis 1 times its kernel, dilated as the reference implementation dilates
+        it); a transposed convolution's input value is spread over C_out/groups x
+        kernel outputs; a matrix product's output value sums over A's last axis
+        (Gemm: A's columns, or rows with transA); a pooling's output value reads
+        its window.
+        """
+        inputs = [self.constants[name] for name in node.input if name]
+        ints = {attribute.name: list(attribute.ints) for attribute in node.attribute if attribute.ints}
+        if node.op_type in PRODUCT_OPS - {"MatMul", "MatMulInteger", "QLinearMatMul", "Gemm"}:
+            if node.op_type in ("MaxPool", "AveragePool", "LpPool"):
+                channels, kernel = 1, ints.get("kernel_shape", [])
+            else:
+                weight = inputs[3 if node.op_type == "QLinearConv" else 1]
+                channels, kernel = (weight.shape[1] if weight.ndim > 1 else 1), list(weight.shape[2:])
+            # The reference implementation spreads a dilated kernel out: (k - 1) * d + 1 taps per axis.
+            dilations = ints.get("dilations", [1] * len(kernel))
+            taps = channels * math.prod((k - 1) * d + 1 for k, d in zip(kernel, dilations))
+            if node.op_type == "ConvTranspose":  # an input value meets C_out/groups x kernel weights
+                return inputs[0].size * taps
+            return output_values * taps
+        if node.op_type == "Gemm":
+            transposed = any(attribute.name == "transA" and attribute.i for attribute in node.attribute)
+            return output_values * inputs[0].shape[0 if transposed else -1]
+        return output_values * (inputs[0].shape[-1] if inputs[0].ndim else 1)  # MatMul: A's last axis
 
 
 def _load(onnx, path_or_model):
