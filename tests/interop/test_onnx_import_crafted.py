@@ -16,11 +16,11 @@ from tests.interop.test_onnx_import import initializer, single_node_model  # noq
 helper, numpy_helper = onnx.helper, onnx.numpy_helper
 
 
-def _constant_then_add(nodes, inits=()):
+def _constant_then_add(nodes, inits=(), input_shape=("N", 4)):
     """``nodes`` compute the constant "c" (from nothing but constants), which "y" = x + c reads."""
     graph = helper.make_graph(
         [*nodes, helper.make_node("Add", ["x", "c"], ["y"])], "crafted",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(input_shape))],
         [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=list(inits),
     )  # fmt: skip
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -161,16 +161,6 @@ def test_a_loop_of_constants_is_not_run():
         from_onnx(model_proto)
 
 
-def _product_then_add(node, inits, input_shape):
-    """``node`` computes "c" from constants; "y" = x + c reads it (x shaped like c)."""
-    graph = helper.make_graph(
-        [node, helper.make_node("Add", ["x", "c"], ["y"])], "crafted_product",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, input_shape)],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=inits,
-    )  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-
-
 @pytest.mark.parametrize(
     ("node", "inits", "input_shape", "work"),
     [
@@ -199,7 +189,7 @@ def test_a_constant_product_whose_work_exceeds_the_files_data_is_not_computed(no
     """A product of constants whose output is small can still take far more work (and, for the
     reference Conv, an im2col matrix) than the file holds values: refused before it runs."""
     match = f"computing it would take {work} multiply-adds, more than the 16,777,216"
-    assert _peak_bytes_of_refused(_product_then_add(node, inits, input_shape), match) < 4 * 2**20
+    assert _peak_bytes_of_refused(_constant_then_add([node], inits, input_shape), match) < 4 * 2**20
 
 
 def test_a_small_constant_product_is_computed():
@@ -220,8 +210,6 @@ def test_a_small_constant_product_is_computed():
 def test_an_einsum_of_constants_is_not_run():
     """Ops whose work the shapes do not bound (recurrences, Einsum, box searches) are never folded."""
     node = helper.make_node("Einsum", ["a", "b"], ["c"], equation="ij,jk->ik", name="contract")
-    model_proto = _product_then_add(
-        node, [initializer("a", np.ones((2, 2))), initializer("b", np.ones((2, 2)))], ["N", 2]
-    )
+    model_proto = _constant_then_add([node], [initializer("a", np.ones((2, 2))), initializer("b", np.ones((2, 2)))])
     with pytest.raises(OnnxImportError, match=r"node 'contract' \(Einsum\): the op is not supported"):
         from_onnx(model_proto)

@@ -52,10 +52,10 @@ SIZE_BOUNDED_OPS = frozenset(
 # Ops whose reference implementation does more than a few operations per value it writes: folded
 # only when their multiply-adds are bounded like a constant's values (``_fold_work``). Conv's
 # reference implementation also builds an im2col matrix of exactly that many values.
-PRODUCT_OPS = frozenset(
-    {"Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MatMul", "MatMulInteger", "QLinearMatMul", "Gemm",
-     "MaxPool", "AveragePool", "LpPool"}
-)  # fmt: skip
+CONV_OPS = frozenset({"Conv", "ConvInteger", "QLinearConv", "ConvTranspose"})
+POOL_OPS = frozenset({"MaxPool", "AveragePool", "LpPool"})
+MATMUL_OPS = frozenset({"MatMul", "MatMulInteger", "QLinearMatMul", "Gemm"})
+PRODUCT_OPS = CONV_OPS | POOL_OPS | MATMUL_OPS
 # Ops whose work cannot be told from their shapes alone (recurrences, contractions over any axes,
 # box searches, transforms): never folded, even on constants.
 UNBOUNDED_OPS = frozenset(
@@ -256,8 +256,8 @@ class GraphReader:
         """
         inputs = [self.constants[name] for name in node.input if name]
         ints = {attribute.name: list(attribute.ints) for attribute in node.attribute if attribute.ints}
-        if node.op_type in PRODUCT_OPS - {"MatMul", "MatMulInteger", "QLinearMatMul", "Gemm"}:
-            if node.op_type in ("MaxPool", "AveragePool", "LpPool"):
+        if node.op_type in CONV_OPS | POOL_OPS:
+            if node.op_type in POOL_OPS:
                 channels, kernel = 1, ints.get("kernel_shape", [])
             else:
                 weight = inputs[3 if node.op_type == "QLinearConv" else 1]
