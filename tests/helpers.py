@@ -10,9 +10,14 @@ analytic gradient that is right agrees to about 1e-9 relative.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def numeric_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -83,3 +88,11 @@ def check_grad(
     error = rel_error(analytic, numeric)
     assert error < tol, f"relative error {error:.3e} >= {tol:.0e}"
     return error
+
+
+def load_benchmark_script(name: str) -> ModuleType:
+    """The module of ``benchmarks/<name>.py`` (a script, not a package), imported from its file."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

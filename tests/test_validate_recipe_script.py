@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 import convnp
 from convnp.cli.data_sources import SPLIT_SEED
 from convnp.cli.recipes import NAMED_RECIPES
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_recipe.py"
+from tests.helpers import load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("validate_recipe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("validate_recipe")
 
 
 def test_variant_changes_nested_settings_and_leaves_the_recipe_alone(script):
