@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 
 CHILD = r"""
 import json, sys
@@ -46,29 +45,21 @@ print(json.dumps(steps_alone(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
 
 def make_step(network: str, batch: int, seed: int = 0):
     """A training step of ``network`` on a fixed random batch, with its own model and optimizer."""
-    from convnp.bench import NETWORKS, random_batch
-    from convnp.models import build_model
-    from convnp.optim import SGD
-    from convnp.training import train_step
+    from convnp.bench import convnp_train_step, make_models, random_batch
 
-    name, shape, options = NETWORKS[network]
-    model = build_model(name, shape, num_classes=10, seed=seed, **options)
-    x, y = random_batch(shape, batch, seed)
-    optimizer = SGD(model.parameters(), lr=0.01)
-    return lambda: train_step(model, optimizer, x, y, "cross_entropy", 0.0, None)
+    model, shape = make_models(network, seed)
+    return convnp_train_step(model, random_batch(shape, batch, seed))
 
 
 def _count_steps(step, seconds: float, start_together: threading.Barrier | None = None) -> float:
     """Milliseconds per call of ``step`` over at least ``seconds`` (after 3 warm-up calls)."""
+    from convnp.bench import images_per_second
+
     for _ in range(3):
         step()
     if start_together is not None:
         start_together.wait()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        count += 1
-    return (time.perf_counter() - start) / count * 1e3
+    return 1e3 / images_per_second(step, 1, seconds)  # calls per second, as images of a batch of one
 
 
 @contextlib.contextmanager
